@@ -1,0 +1,235 @@
+"""Effective configuration: ``vtguardian.toml`` overridden by environment variables.
+
+Precedence, highest first: ``VTGUARDIAN_<SECTION>__<KEY>`` environment variables,
+``VT_API_KEY`` (for the key only, the name every VirusTotal tool already uses),
+the TOML file, then the defaults below. Defaults are chosen so that a home user
+with a public VirusTotal key needs to set nothing but the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from vtguardian.errors import ConfigError
+
+CONFIG_ENV = "VTGUARDIAN_CONFIG"
+DEFAULT_CONFIG_PATH = Path("vtguardian.toml")
+
+# Names that only mean something inside a home or office network. Sending them to
+# a third party leaks the network's layout and never yields intelligence.
+DEFAULT_LOCAL_SUFFIXES = [
+    "local",
+    "lan",
+    "home.arpa",
+    "internal",
+    "intranet",
+    "private",
+    "corp",
+    "home",
+    "localdomain",
+    "localhost",
+    "invalid",
+    "test",
+    "in-addr.arpa",
+    "ip6.arpa",
+    "fritz.box",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///vtguardian.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (expected sqlite:///FILE or mysql+pymysql://...)"
+            ) from None
+        if backend not in ("sqlite", "mysql", "mariadb"):
+            raise ValueError(f"unsupported database {backend!r} (use sqlite or mysql/mariadb)")
+        return value
+
+
+class VirusTotalSettings(_Section):
+    api_key: SecretStr | None = None
+    host: str = "https://www.virustotal.com"
+    per_minute: PositiveInt = 4
+    per_day: PositiveInt = 500
+    per_month: PositiveInt = 15500
+    timeout_seconds: PositiveFloat = 30.0
+
+
+class CacheSettings(_Section):
+    max_entries: PositiveInt = 10_000
+    ttl_days: PositiveFloat = 7.0
+    # VirusTotal often learns about a new domain within hours; asking again sooner
+    # for "no record" answers finds new malware domains while they are still active.
+    unknown_ttl_days: PositiveFloat = 1.0
+
+
+class VerdictSettings(_Section):
+    min_malicious: PositiveInt = 3
+    ratio_threshold: float = Field(default=0.03, ge=0.0, le=1.0)
+
+
+class PrivacySettings(_Section):
+    local_suffixes: list[str] = Field(default_factory=lambda: list(DEFAULT_LOCAL_SUFFIXES))
+    # The user's own public addresses and domains: never sent, they identify the network.
+    own_networks: list[str] = Field(default_factory=list)
+    own_domains: list[str] = Field(default_factory=list)
+
+
+class AllowlistSettings(_Section):
+    domains: list[str] = Field(default_factory=list)
+    networks: list[str] = Field(default_factory=list)
+    files: list[Path] = Field(default_factory=list)
+
+
+class QueueSettings(_Section):
+    lease_seconds: PositiveInt = 300
+    retry_base_seconds: NonNegativeFloat = 30.0
+
+
+class _VtApiKeySource(PydanticBaseSettingsSource):
+    """Reads ``VT_API_KEY`` so the key set for other VirusTotal tools just works."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        key = os.environ.get("VT_API_KEY")
+        return {"virustotal": {"api_key": key}} if key else {}
+
+
+class Settings(BaseSettings):
+    """The whole configuration; one section per pipeline box."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VTGUARDIAN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    virustotal: VirusTotalSettings = Field(default_factory=VirusTotalSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    verdict: VerdictSettings = Field(default_factory=VerdictSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    allowlist: AllowlistSettings = Field(default_factory=AllowlistSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs, so environment variables must rank above it.
+        return (env_settings, _VtApiKeySource(settings_cls), init_settings)
+
+
+def resolve_config_path(explicit: Path | None) -> tuple[Path, bool]:
+    """Return the config path and whether the user asked for it by name.
+
+    A named file that is missing is an error; the implicit ``./vtguardian.toml``
+    may be absent, because defaults plus environment must be enough to run.
+    """
+    if explicit is not None:
+        return explicit, True
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def _read_toml(path: Path, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"configuration file {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+
+
+def describe_validation_error(exc: ValidationError, origin: str) -> str:
+    """One line naming every offending key, because users fix config by key name."""
+    parts = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        parts.append(f"{key}: {message}")
+    return f"invalid configuration ({origin}): " + "; ".join(parts)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load the effective settings or raise :class:`ConfigError` with one clear line."""
+    config_path, required = resolve_config_path(path)
+    data = _read_toml(config_path, required)
+    origin = str(config_path) if data else "environment and defaults"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, origin)) from None
+
+
+def mask_secret(value: str | None) -> str | None:
+    """Show that a key is set without revealing any of it (not even a prefix)."""
+    if not value:
+        return None
+    return "********"
+
+
+def settings_for_display(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data with every secret masked."""
+    data = settings.model_dump(mode="json")
+    key = settings.virustotal.api_key
+    data["virustotal"]["api_key"] = mask_secret(key.get_secret_value() if key else None)
+    data["database"]["url"] = _mask_url_password(settings.database.url)
+    return data
+
+
+def _mask_url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url

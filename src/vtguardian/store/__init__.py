@@ -1,0 +1,1 @@
+"""Store: every box of the pipeline reads and writes the database through here."""

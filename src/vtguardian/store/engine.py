@@ -1,0 +1,143 @@
+"""Engines for both databases, write transactions, and clear errors when they are away.
+
+SQLite runs in WAL mode so the web page can read while a collector writes;
+write transactions start with ``BEGIN IMMEDIATE`` so two writers queue on the
+lock instead of failing halfway. MariaDB uses READ COMMITTED, which takes no gap
+locks on upserts and so avoids most deadlocks between collectors; the few left
+are retried.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from vtguardian.errors import DatabaseUnavailable, UserError
+
+T = TypeVar("T")
+
+_WRITE_OPTION = "vtguardian_write"
+# MySQL: 1213 deadlock, 1205 lock wait timeout. Both roll back; the whole unit is redone.
+_MYSQL_RETRYABLE = {1213, 1205}
+# MySQL: server gone or unreachable.
+_MYSQL_UNREACHABLE = {2002, 2003, 2005, 2006, 2013, 1045, 1049}
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def describe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for a configured URL (no connection is made yet)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    query = dict(parsed.query)
+    query.setdefault("charset", "utf8mb4")
+    parsed = parsed.set(query=query)
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        parent = Path(database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise DatabaseUnavailable(f"cannot open database {url}: folder {parent} does not exist")
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below); pysqlite's implicit transactions would
+        # otherwise start too late to take the write lock up front.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, turning any failure into one line the user can act on."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        raise unavailable(engine, exc) from None
+
+
+def unavailable(engine: Engine, exc: DBAPIError) -> UserError:
+    """One line for a database failure: unreachable, or refused what we asked."""
+    reason = str(exc.orig) if exc.orig is not None else str(exc)
+    reason = " ".join(reason.split())
+    url = engine.url.render_as_string(hide_password=True)
+    if isinstance(exc, OperationalError) and (is_disconnect(exc) or is_sqlite(engine)):
+        return DatabaseUnavailable(f"cannot reach database {url}: {reason}")
+    return UserError(f"database {url} refused the operation: {reason}")
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """Deadlocks, lock timeouts and a locked SQLite file: redo the transaction."""
+    orig = exc.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    if code in _MYSQL_RETRYABLE:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(orig)
+
+
+def is_disconnect(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    return bool(exc.connection_invalidated) or code in _MYSQL_UNREACHABLE
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One atomic unit of writes (``BEGIN IMMEDIATE`` on SQLite)."""
+    with engine.connect() as connection:
+        connection.execution_options(**{_WRITE_OPTION: True})
+        with connection.begin():
+            yield connection
+
+
+def run_in_transaction(engine: Engine, work: Callable[[Connection], T], attempts: int = 8) -> T:
+    """Run ``work`` atomically, redoing it after a deadlock or lock timeout.
+
+    ``work`` must be safe to repeat: it runs in a fresh transaction each time and
+    nothing of a failed attempt is committed.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with write_transaction(engine) as connection:
+                return work(connection)
+        except DBAPIError as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            time.sleep(min(2.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")

@@ -1,0 +1,87 @@
+"""Rows that other rows point at: IoCs and clients, created on first sight.
+
+Both are get-or-create in bulk: insert what is missing (ignoring rows another
+writer added meanwhile), then read the ids back, so collectors never race on
+"SELECT then INSERT".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+
+from vtguardian.store.schema import clients, iocs
+from vtguardian.store.upsert import upsert
+
+UNKNOWN_CLIENT = ""
+_CHUNK = 500
+
+
+def ioc_digest(ioc_type: str, value: str) -> str:
+    return hashlib.sha256(f"{ioc_type}:{value}".encode()).hexdigest()
+
+
+def ensure_iocs(
+    connection: Connection,
+    items: Mapping[tuple[str, str], tuple[str | None, datetime, datetime]],
+) -> dict[tuple[str, str], int]:
+    """Ids for ``(type, value) -> (registered_domain, first_seen, last_seen)``.
+
+    ``last_seen`` only ever moves forward, so batches arriving out of order are safe.
+    """
+    rows = [
+        {
+            "digest": ioc_digest(kind, value),
+            "type": kind,
+            "value": value,
+            "registered_domain": base,
+            "first_seen": first,
+            "last_seen": last,
+        }
+        for (kind, value), (base, first, last) in items.items()
+    ]
+    upsert(connection, iocs, rows, keys=["digest"], greatest=["last_seen"])
+    return find_ioc_ids(connection, items)
+
+
+def ensure_clients(
+    connection: Connection,
+    items: Mapping[str, tuple[str | None, datetime]],
+) -> dict[str, int]:
+    """Ids for ``ip -> (name, seen_at)``; a later name replaces an older one."""
+    rows = [
+        {"ip": ip, "name": name, "first_seen": seen, "last_seen": seen}
+        for ip, (name, seen) in items.items()
+    ]
+    named = [row for row in rows if row["name"]]
+    unnamed = [row for row in rows if not row["name"]]
+    upsert(connection, clients, named, keys=["ip"], replace=["name"], greatest=["last_seen"])
+    upsert(connection, clients, unnamed, keys=["ip"], greatest=["last_seen"])
+    ids: dict[str, int] = {}
+    addresses = list(items)
+    for start in range(0, len(addresses), _CHUNK):
+        chunk = addresses[start : start + _CHUNK]
+        for ip, client_id in connection.execute(
+            select(clients.c.ip, clients.c.id).where(clients.c.ip.in_(chunk))
+        ):
+            ids[ip] = client_id
+    return ids
+
+
+def find_ioc_ids(
+    connection: Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Ids of IoCs already stored; absent ones are simply missing from the result."""
+    by_digest = {ioc_digest(kind, value): (kind, value) for kind, value in keys}
+    ids: dict[tuple[str, str], int] = {}
+    digests = list(by_digest)
+    for start in range(0, len(digests), _CHUNK):
+        query = select(iocs.c.digest, iocs.c.id).where(
+            iocs.c.digest.in_(digests[start : start + _CHUNK])
+        )
+        for digest, ioc_id in connection.execute(query):
+            ids[by_digest[digest]] = ioc_id
+    return ids

@@ -1,0 +1,298 @@
+"""The one schema, shared by SQLite and MariaDB/MySQL (SQLAlchemy Core).
+
+Designed for the whole pipeline so later features only add. Times are naive UTC
+``DATETIME`` values: Grafana's MySQL data source reads DATETIME as UTC, and
+SQLite has no time zones. Large or unbounded values (URLs) are addressed by a
+digest so unique keys stay within MySQL's index length limit.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; MySQL wants BIGINT for growth.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# Microsecond precision on MySQL so ordering by time is stable within a second.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def _fk(table: str, **kwargs: object) -> ForeignKey:
+    return ForeignKey(f"{table}.id", ondelete="CASCADE", **kwargs)
+
+
+iocs = Table(
+    "iocs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # sha256 of "type:value": a fixed-width unique key whatever the value's length.
+    Column("digest", String(64), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("value", String(2048), nullable=False),
+    Column("registered_domain", String(255)),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+    UniqueConstraint("digest"),
+    Index(None, "registered_domain"),
+    Index(None, "type", "last_seen"),
+    Index(None, "last_seen"),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # '' is the "unknown client" row, for sources that do not say who asked.
+    Column("ip", String(45), nullable=False),
+    Column("name", String(255)),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+    UniqueConstraint("ip"),
+)
+
+sightings = Table(
+    "sightings",
+    metadata,
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    Column("client_id", Id, _fk("clients"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("hour", Timestamp, nullable=False),
+    Column("hits", BigInteger, nullable=False, default=0),
+    # Of those hits, how many the DNS filter answered with a block (Pi-hole correlation).
+    Column("blocked", BigInteger, nullable=False, default=0),
+    Column("last_seen", Timestamp, nullable=False),
+    PrimaryKeyConstraint("ioc_id", "client_id", "source", "hour"),
+    Index(None, "hour", "source"),
+    Index(None, "client_id", "hour"),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("fetched_at", Timestamp, nullable=False),
+    # found | not_found: "VirusTotal has no record" is an answer, not an error.
+    Column("outcome", String(16), nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("analysis_date", Timestamp),
+    Column("malicious", Integer),
+    Column("suspicious", Integer),
+    Column("harmless", Integer),
+    Column("undetected", Integer),
+    Column("timeout", Integer),
+    Column("total", Integer),
+    Column("ratio", Float),
+    Column("score", Float),
+    Column("engines", JSON),
+    Column("labels", JSON),
+    Column("reputation", Integer),
+    Column("popularity_rank", Integer),
+    Column("permalink", String(512)),
+    Column("decided", Boolean, nullable=False, default=False),
+    Column("raw", JSON),
+    Index(None, "ioc_id", "fetched_at"),
+    Index(None, "fetched_at", "provider"),
+    Index(None, "provider", "ioc_id"),
+)
+
+verdicts = Table(
+    "verdicts",
+    metadata,
+    Column("ioc_id", Id, _fk("iocs"), primary_key=True, autoincrement=False),
+    # malicious | suspicious | harmless | unknown | pending
+    Column("verdict", String(16), nullable=False),
+    Column("ratio", Float),
+    Column("score", Float),
+    Column("malicious", Integer),
+    Column("total", Integer),
+    Column("engines", JSON),
+    Column("providers", JSON),
+    Column("decided_by", String(32)),
+    Column("report_id", Id),
+    Column("analysis_date", Timestamp),
+    Column("checked_at", Timestamp),
+    Column("changed_at", Timestamp),
+    # The cache: a verdict answers without a request until it expires.
+    Column("expires_at", Timestamp),
+    Column("last_used_at", Timestamp),
+    Index(None, "verdict", "changed_at"),
+    Index(None, "expires_at"),
+    Index(None, "last_used_at"),
+)
+
+verdict_history = Table(
+    "verdict_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    Column("old_verdict", String(16)),
+    Column("new_verdict", String(16), nullable=False),
+    Column("ratio", Float),
+    Column("report_id", Id),
+    Column("changed_at", Timestamp, nullable=False),
+    Index(None, "ioc_id", "changed_at"),
+    Index(None, "changed_at"),
+)
+
+lookup_queue = Table(
+    "lookup_queue",
+    metadata,
+    Column("ioc_id", Id, _fk("iocs"), primary_key=True, autoincrement=False),
+    # Order: tier (3 IDS alert, 2 never seen, 1 re-check), then clients, hits, age.
+    Column("tier", SmallInteger, nullable=False),
+    Column("clients", Integer, nullable=False, default=0),
+    Column("hits", BigInteger, nullable=False, default=0),
+    Column("reason", String(32), nullable=False),
+    Column("enqueued_at", Timestamp, nullable=False),
+    Column("not_before", Timestamp, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claimed_by", String(64)),
+    Column("claimed_until", Timestamp),
+    Column("last_error", String(255)),
+    Index(None, "tier", "clients", "hits", "enqueued_at"),
+    Index(None, "not_before"),
+)
+
+quota_usage = Table(
+    "quota_usage",
+    metadata,
+    Column("provider", String(32), nullable=False),
+    # minute | day | month, with the UTC start of the window it counts.
+    Column("window", String(8), nullable=False),
+    Column("window_start", Timestamp, nullable=False),
+    Column("used", Integer, nullable=False, default=0),
+    PrimaryKeyConstraint("provider", "window", "window_start"),
+)
+
+lookup_stats = Table(
+    "lookup_stats",
+    metadata,
+    Column("hour", Timestamp, nullable=False),
+    Column("provider", String(32), nullable=False),
+    # found | not_found | error | quota | cache_hit | cache_miss
+    Column("outcome", String(16), nullable=False),
+    Column("count", BigInteger, nullable=False, default=0),
+    PrimaryKeyConstraint("hour", "provider", "outcome"),
+)
+
+source_offsets = Table(
+    "source_offsets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("digest", String(64), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("inode", BigInteger),
+    # Hash of the file's first bytes: tells a rotated file from the one we were reading.
+    Column("fingerprint", String(64)),
+    Column("position", BigInteger, nullable=False, default=0),
+    # For database sources (Pi-hole FTL): the last query id read.
+    Column("last_id", BigInteger),
+    Column("updated_at", Timestamp, nullable=False),
+    UniqueConstraint("digest"),
+)
+
+ingest_errors = Table(
+    "ingest_errors",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(16), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("position", BigInteger),
+    Column("reason", String(255), nullable=False),
+    Column("sample", String(255)),
+    Column("created_at", Timestamp, nullable=False),
+    Index(None, "created_at"),
+)
+
+ids_alerts = Table(
+    "ids_alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ts", Timestamp, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("signature_id", BigInteger),
+    Column("signature", String(512)),
+    Column("category", String(255)),
+    Column("severity", SmallInteger),
+    Column("src_ip", String(45)),
+    Column("src_port", Integer),
+    Column("dest_ip", String(45)),
+    Column("dest_port", Integer),
+    Column("proto", String(16)),
+    Column("client_id", Id, ForeignKey("clients.id", ondelete="SET NULL")),
+    Column("ioc_id", Id, ForeignKey("iocs.id", ondelete="SET NULL")),
+    Index(None, "ts"),
+    Index(None, "ioc_id"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("previous_verdict", String(16)),
+    Column("ratio", Float),
+    Column("engines", JSON),
+    Column("clients", JSON),
+    Column("first_seen", Timestamp),
+    Column("last_seen", Timestamp),
+    # One alert per flip: "<ioc_id>:<verdict>:<history id>".
+    Column("flip_key", String(96), nullable=False),
+    Column("delivered_at", Timestamp),
+    Column("delivery_attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(255)),
+    UniqueConstraint("flip_key"),
+    Index(None, "created_at"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    # pihole | pihole-api | nftables | feed
+    Column("target", String(32), nullable=False),
+    # block | unblock
+    Column("action", String(16), nullable=False),
+    Column("reason", String(255), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("detail", JSON),
+    Index(None, "active", "target"),
+    Index(None, "created_at"),
+    Index(None, "ioc_id", "created_at"),
+)
+
+# The url_scans compatibility view is created by the migrations (0001_initial_schema).
