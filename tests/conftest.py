@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -16,6 +17,8 @@ from sqlalchemy.engine import make_url
 
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
+from vtguardian.testing.vt_content import load_seed_file
+from vtguardian.testing.vt_emulator import EmulatorServer, VirusTotalEmulator
 
 MARIADB_URL = os.environ.get("VTGUARDIAN_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
 
@@ -63,3 +66,16 @@ def engine(db_url) -> Iterator[Engine]:
     migrate.upgrade(eng)
     yield eng
     eng.dispose()
+
+
+# --- VirusTotal emulator ------------------------------------------------------------
+
+SEEDS = Path(__file__).resolve().parents[1] / "src/vtguardian/testing/vt_seeds.json"
+
+
+@pytest.fixture
+def vt_emulator() -> Iterator[EmulatorServer]:
+    """The emulator on a free loopback port, seeded with known answers."""
+    emulator = VirusTotalEmulator(seeds=load_seed_file(SEEDS))
+    with EmulatorServer(emulator) as server:
+        yield server

@@ -8,6 +8,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from vtguardian.config import Settings
+from vtguardian.testing.vt_emulator import DEFAULT_KEY
+
 VTGUARDIAN = [sys.executable, "-m", "vtguardian"]
 
 
@@ -34,3 +37,22 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def settings_for(db_url: str, vt_url: str, **sections: dict) -> Settings:
+    """Settings as a user would write them, pointed at a database and the emulator."""
+    data: dict = {
+        "database": {"url": db_url},
+        # Generous budgets: tests that are about the quota set their own.
+        "virustotal": {
+            "api_key": DEFAULT_KEY,
+            "host": vt_url,
+            "per_minute": 100_000,
+            "per_day": 1_000_000,
+            "per_month": 10_000_000,
+        },
+        "queue": {"retry_base_seconds": 0.2},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return Settings(**data)

@@ -13,10 +13,11 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 
 from vtguardian import __version__
 from vtguardian.config import Settings, load_settings, settings_for_display
-from vtguardian.errors import UserError
+from vtguardian.errors import InvalidInput, UserError
 
 app = typer.Typer(
     name="vtguardian",
@@ -181,6 +182,231 @@ def db_status(ctx: typer.Context) -> None:
     )
     if not state.up_to_date:
         raise typer.Exit(1)
+
+
+def _open_store(ctx: typer.Context) -> Engine:
+    """The configured database, created or migrated to the current schema."""
+    from vtguardian.store import migrate
+    from vtguardian.store.engine import make_engine
+
+    engine = make_engine(_state(ctx).settings.database.url)
+    if not migrate.status(engine).up_to_date:
+        migrate.upgrade(engine)
+    return engine
+
+
+@app.command("lookup")
+def lookup(
+    ctx: typer.Context,
+    values: Annotated[list[str], typer.Argument(help="Domains, IPs, URLs or file hashes.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per value.")] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Ask VirusTotal even when the cache is fresh.")
+    ] = False,
+) -> None:
+    """Look values up: from the cache when fresh, else from VirusTotal within the quota.
+
+    Private and local values are never sent; they are listed with the reason.
+    """
+    import asyncio
+
+    from vtguardian.intel.lookup import LookupService
+
+    service = LookupService(_state(ctx).settings, _open_store(ctx))
+
+    def waiting(seconds: float) -> None:
+        err.print(f"waiting {seconds:.0f} s for the VirusTotal quota")
+
+    results = asyncio.run(service.lookup_values(_expand_stdin(values), refresh, waiting))
+    if as_json:
+        for result in results:
+            sys.stdout.write(orjson.dumps(result.as_dict()).decode() + "\n")
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in (
+        "type",
+        "value",
+        "verdict",
+        "malicious/total",
+        "ratio",
+        "last analysis",
+        "source",
+        "flagged by",
+    ):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        if not r.eligible:
+            table.add_row(
+                r.type or "-",
+                r.value or r.input,
+                "[dim]not sent[/]",
+                "",
+                "",
+                "",
+                "",
+                r.reason or "",
+            )
+            continue
+        table.add_row(
+            r.type or "",
+            r.value or "",
+            _styled(r.verdict),
+            f"{r.malicious}/{r.total}" if r.total is not None else "-",
+            f"{r.ratio:.1%}" if r.ratio is not None else "-",
+            r.last_analysis_date.strftime("%Y-%m-%d %H:%M") if r.last_analysis_date else "-",
+            r.source or "-",
+            ", ".join(r.engines[:5]) + (" …" if len(r.engines) > 5 else "") or (r.error or ""),
+        )
+    out.print(table)
+
+
+def _styled(verdict: str | None) -> str:
+    colour = {"malicious": "bold red", "suspicious": "yellow", "harmless": "green"}.get(
+        verdict or ""
+    )
+    return f"[{colour}]{verdict}[/]" if colour else (verdict or "-")
+
+
+@app.command("worker")
+def worker(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Exit when the queue is empty.")] = False,
+    max_requests: Annotated[
+        int | None, typer.Option("--max-requests", min=1, help="Stop after this many requests.")
+    ] = None,
+) -> None:
+    """Drain the lookup queue, sharing the VirusTotal quota with every other worker."""
+    import asyncio
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vtguardian.intel import queue
+    from vtguardian.intel.lookup import LookupService
+
+    engine = _open_store(ctx)
+    service = LookupService(_state(ctx).settings, engine)
+    with engine.connect() as connection:
+        start = queue.queue_length(connection)
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} answered"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("VirusTotal lookups", total=max(start, 1))
+
+        def update(report, remaining: int) -> None:
+            answered = report.found + report.not_found
+            progress.update(task, completed=answered, total=max(answered + remaining, 1))
+
+        result = asyncio.run(service.run_worker(once, max_requests, update))
+    out.print(
+        f"{result.requests} requests: {result.found} found, {result.not_found} unknown to "
+        f"VirusTotal, {result.errors} errors (retried later), "
+        f"{result.quota_refusals} quota refusals"
+    )
+
+
+@app.command("quota")
+def quota(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the VirusTotal requests used and left per window, and the queue length."""
+    from vtguardian.intel import queue
+    from vtguardian.intel.lookup import budget_from
+    from vtguardian.quota import QuotaScheduler
+
+    engine = _open_store(ctx)
+    scheduler = QuotaScheduler(engine, budget_from(_state(ctx).settings))
+    usage = scheduler.usage()
+    with engine.connect() as connection:
+        length = queue.queue_length(connection)
+    limits = {
+        "minute": usage.budget.per_minute,
+        "day": usage.budget.per_day,
+        "month": usage.budget.per_month,
+    }
+    used = {"minute": usage.minute, "day": usage.day, "month": usage.month}
+    remaining = usage.remaining()
+    if as_json:
+        data = {
+            "windows": {
+                w: {"used": used[w], "limit": limits[w], "remaining": remaining[w]} for w in limits
+            },
+            "queue": length,
+            "paused_until": usage.paused_until.isoformat() + "Z" if usage.paused_until else None,
+        }
+        sys.stdout.write(orjson.dumps(data).decode() + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="VirusTotal quota")
+    for column in ("window", "used", "limit", "remaining"):
+        table.add_column(column)
+    for window in limits:
+        table.add_row(window, str(used[window]), str(limits[window]), str(remaining[window]))
+    out.print(table)
+    out.print(f"queue: {length} IoCs waiting")
+    if usage.paused_until:
+        out.print(f"paused after a quota refusal until {usage.paused_until:%H:%M:%S} UTC")
+
+
+@app.command("vt-emulator")
+def vt_emulator(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8899,
+    seed_file: Annotated[
+        Path | None, typer.Option("--seed-file", help="JSON list of fixed answers.")
+    ] = None,
+    faults: Annotated[
+        str,
+        typer.Option(
+            "--faults",
+            help="Faults to inject, e.g. 'error_rate=0.2,drop_rate=0.1,truncate_rate=0.05,"
+            "slow_rate=0.1,slow_seconds=3,burst_429=5'.",
+        ),
+    ] = "",
+    per_minute: Annotated[int | None, typer.Option(help="Budget per key per minute.")] = None,
+    per_day: Annotated[int | None, typer.Option(help="Budget per key per UTC day.")] = None,
+    per_month: Annotated[int | None, typer.Option(help="Budget per key per month.")] = None,
+    minute_seconds: Annotated[float, typer.Option(help="Length of the 'minute' window.")] = 60.0,
+    key: Annotated[
+        list[str] | None, typer.Option("--key", help="Accepted API key (repeatable).")
+    ] = None,
+) -> None:
+    """Run the built-in VirusTotal API v3 emulator (for tests, demos, trying things out)."""
+    from vtguardian.testing.vt_emulator import (
+        DEFAULT_KEY,
+        Faults,
+        Quota,
+        emulator_from_options,
+        serve_forever,
+    )
+
+    emulator = emulator_from_options(
+        seed_file,
+        _parse_faults(faults, Faults),
+        Quota(per_minute, per_day, per_month, minute_seconds),
+        key or [DEFAULT_KEY],
+    )
+    out.print(f"VirusTotal emulator on http://127.0.0.1:{port} (keys: {len(emulator.keys)})")
+    serve_forever(emulator, port)
+
+
+def _parse_faults(text: str, faults_type: type) -> object:
+    values: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, number = part.partition("=")
+        if name not in faults_type.__dataclass_fields__:
+            raise InvalidInput(f"--faults: unknown fault {name!r}")
+        try:
+            values[name] = int(number) if name in ("burst_429", "seed") else float(number)
+        except ValueError:
+            raise InvalidInput(f"--faults: {name} needs a number, got {number!r}") from None
+    return faults_type(**values)
 
 
 @app.command("demo")

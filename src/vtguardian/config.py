@@ -83,6 +83,9 @@ class VirusTotalSettings(_Section):
     per_day: PositiveInt = 500
     per_month: PositiveInt = 15500
     timeout_seconds: PositiveFloat = 30.0
+    # Only for running against the emulator with a shortened "minute".
+    minute_seconds: PositiveFloat = 60.0
+    safety_seconds: NonNegativeFloat = 1.0
 
 
 class CacheSettings(_Section):

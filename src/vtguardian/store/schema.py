@@ -176,19 +176,39 @@ lookup_queue = Table(
     Column("claimed_by", String(64)),
     Column("claimed_until", Timestamp),
     Column("last_error", String(255)),
-    Index(None, "tier", "clients", "hits", "enqueued_at"),
-    Index(None, "not_before"),
+)
+# The claim order, as an index InnoDB can walk: a claim then locks only the rows it
+# takes, so SKIP LOCKED lets concurrent workers take the next ones.
+Index(
+    "ix_lookup_queue_claim_order",
+    lookup_queue.c.tier.desc(),
+    lookup_queue.c.clients.desc(),
+    lookup_queue.c.hits.desc(),
+    lookup_queue.c.enqueued_at,
+    lookup_queue.c.ioc_id,
 )
 
 quota_usage = Table(
     "quota_usage",
     metadata,
     Column("provider", String(32), nullable=False),
-    # minute | day | month, with the UTC start of the window it counts.
+    # day | month: a counter per UTC window start. minute: one row per request
+    # (window_start = when it was sent), because the per-minute limit slides.
     Column("window", String(8), nullable=False),
     Column("window_start", Timestamp, nullable=False),
     Column("used", Integer, nullable=False, default=0),
     PrimaryKeyConstraint("provider", "window", "window_start"),
+)
+
+# Shared pause of a provider after it answered "quota exceeded": every worker honours it.
+provider_state = Table(
+    "provider_state",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("paused_until", Timestamp),
+    Column("consecutive_429", Integer, nullable=False, default=0),
+    Column("last_error", String(255)),
+    Column("updated_at", Timestamp, nullable=False),
 )
 
 lookup_stats = Table(

@@ -203,12 +203,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("ioc_id", name=op.f("pk_lookup_queue")),
     )
     op.create_index(
-        op.f("ix_lookup_queue_not_before"), "lookup_queue", ["not_before"], unique=False
-    )
-    op.create_index(
-        op.f("ix_lookup_queue_tier_clients_hits_enqueued_at"),
+        "ix_lookup_queue_claim_order",
         "lookup_queue",
-        ["tier", "clients", "hits", "enqueued_at"],
+        [
+            sa.text("tier DESC"),
+            sa.text("clients DESC"),
+            sa.text("hits DESC"),
+            "enqueued_at",
+            "ioc_id",
+        ],
         unique=False,
     )
     op.create_table(

@@ -1,0 +1,27 @@
+"""Time as the database stores it: naive datetimes in UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def from_unix(seconds: float | int | None) -> datetime | None:
+    """VirusTotal's integer ``*_date`` attributes as stored datetimes."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+def as_naive_utc(value: datetime | str | None) -> datetime | None:
+    """Rows come back naive from MariaDB and sometimes as text from SQLite views."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value

@@ -1,0 +1,1 @@
+"""Intelligence: providers, the lookup queue, the cache and the lookup flow."""

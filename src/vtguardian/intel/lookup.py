@@ -1,0 +1,388 @@
+"""Getting VirusTotal answers: the worker that drains the queue, and direct lookups.
+
+Cache first (a fresh answer costs nothing), then the shared quota, then one
+request through :class:`VirusTotalClient`. The answer, the verdict and the
+removal from the queue are one transaction, so an answered IoC is never asked
+again and an unanswered one is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine
+
+from vtguardian.clock import utcnow
+from vtguardian.config import Settings
+from vtguardian.intel import queue
+from vtguardian.intel.virustotal import (
+    KeyRejected,
+    QuotaRefused,
+    TryLater,
+    Unanswerable,
+    VirusTotalClient,
+    VtAnswer,
+)
+from vtguardian.iocs import Classified, Classifier, IocType
+from vtguardian.quota import Budget, QuotaScheduler
+from vtguardian.store.answers import (
+    CachedVerdict,
+    ReportRow,
+    cached_verdicts,
+    count_outcome,
+    evict_beyond,
+    record_answer,
+    touch,
+)
+from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.entities import ensure_iocs
+from vtguardian.verdict import Level, Policy, decide
+
+PROVIDER = "virustotal"
+DIRECT_RETRIES = 3
+
+
+@dataclass
+class WorkerReport:
+    requests: int = 0
+    found: int = 0
+    not_found: int = 0
+    errors: int = 0
+    quota_refusals: int = 0
+
+
+@dataclass
+class LookupResult:
+    """One line of ``vtguardian lookup``."""
+
+    input: str
+    type: str | None
+    value: str | None
+    eligible: bool
+    reason: str | None = None
+    verdict: str | None = None
+    malicious: int | None = None
+    total: int | None = None
+    ratio: float | None = None
+    last_analysis_date: datetime | None = None
+    source: str | None = None
+    engines: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        data = dict(self.__dict__)
+        date = self.last_analysis_date
+        data["last_analysis_date"] = date.isoformat() + "Z" if date else None
+        return data
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def budget_from(settings: Settings) -> Budget:
+    vt = settings.virustotal
+    return Budget(
+        per_minute=vt.per_minute,
+        per_day=vt.per_day,
+        per_month=vt.per_month,
+        minute_seconds=vt.minute_seconds,
+        safety_seconds=vt.safety_seconds,
+    )
+
+
+class LookupService:
+    """VirusTotal lookups for one process, sharing queue and quota with the others."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        classifier: Classifier | None = None,
+        worker: str | None = None,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.classifier = classifier or Classifier.from_settings(settings)
+        self.worker = worker or worker_name()
+        self.quota = QuotaScheduler(engine, budget_from(settings))
+        self.policy = Policy.from_settings(settings)
+        self._sleep = sleep
+
+    # --- shared pieces -----------------------------------------------------------
+
+    def client(self) -> VirusTotalClient:
+        key = self.settings.virustotal.api_key
+        return VirusTotalClient(
+            key.get_secret_value() if key else "",
+            self.settings.virustotal.host,
+            self.settings.virustotal.timeout_seconds,
+        )
+
+    def ttl(self, level: str) -> timedelta:
+        cache = self.settings.cache
+        days = cache.unknown_ttl_days if level == Level.UNKNOWN else cache.ttl_days
+        return timedelta(days=days)
+
+    def report_for(self, answer: VtAnswer) -> ReportRow:
+        verdict = decide(
+            answer.stats if answer.found else None, answer.malicious_engines, self.policy
+        )
+        return ReportRow(
+            provider=PROVIDER,
+            outcome="found" if answer.found else "not_found",
+            verdict=verdict.level.value,
+            stats=answer.stats,
+            ratio=verdict.ratio,
+            score=verdict.score,
+            total=verdict.total if answer.found else None,
+            analysis_date=answer.analysis_date,
+            engines=answer.malicious_engines,
+            labels=answer.labels,
+            reputation=answer.reputation,
+            popularity_rank=answer.popularity_rank,
+            permalink=answer.permalink,
+            raw=answer.raw,
+        )
+
+    def _store(self, ioc_id: int, report: ReportRow) -> None:
+        now = utcnow()
+
+        def work(connection: Connection) -> None:
+            record_answer(connection, ioc_id, report, self.ttl(report.verdict), now)
+            queue.complete(connection, ioc_id)
+            count_outcome(connection, PROVIDER, report.outcome, now)
+            evict_beyond(connection, self.settings.cache.max_entries)
+
+        run_in_transaction(self.engine, work)
+
+    def _count(self, outcome: str) -> None:
+        now = utcnow()
+        run_in_transaction(self.engine, lambda c: count_outcome(c, PROVIDER, outcome, now))
+
+    async def _reserve(self, on_wait: Callable[[float], None] | None = None) -> None:
+        """Wait until the shared budget allows one more request, then count it."""
+        while True:
+            wait = self.quota.try_reserve()
+            if wait <= 0:
+                return
+            if on_wait is not None:
+                on_wait(wait)
+            await self._sleep(min(wait, 5.0))
+
+    # --- the worker --------------------------------------------------------------
+
+    async def run_worker(
+        self,
+        once: bool = False,
+        max_requests: int | None = None,
+        on_progress: Callable[[WorkerReport, int], None] | None = None,
+        idle_seconds: float = 2.0,
+    ) -> WorkerReport:
+        """Drain the queue; with ``once``, stop when it is empty. Raises KeyRejected."""
+        report = WorkerReport()
+        lease = self.settings.queue.lease_seconds
+        async with self.client() as client:
+            while max_requests is None or report.requests < max_requests:
+                claims = queue.claim(self.engine, self.worker, 1, lease)
+                if not claims and run_in_transaction(self.engine, queue.requeue_stale):
+                    continue
+                if not claims:
+                    with self.engine.connect() as connection:
+                        ready_in = queue.seconds_until_ready(connection)
+                    if ready_in is None and once:
+                        break
+                    await self._sleep(min(idle_seconds, ready_in or idle_seconds) or 0.05)
+                    continue
+                item = claims[0]
+                wait = self.quota.try_reserve()
+                if wait > 0:
+                    queue.release(self.engine, item.ioc_id, self.worker)
+                    await self._sleep(min(wait, 5.0))
+                    continue
+                report.requests += 1
+                await self._process(client, item, report)
+                if on_progress is not None:
+                    with self.engine.connect() as connection:
+                        on_progress(report, queue.queue_length(connection))
+        return report
+
+    async def _process(
+        self, client: VirusTotalClient, item: queue.Claim, report: WorkerReport
+    ) -> None:
+        try:
+            answer = await client.fetch(item.kind, item.value)
+        except KeyRejected:
+            queue.release(self.engine, item.ioc_id, self.worker)
+            raise
+        except QuotaRefused:
+            report.quota_refusals += 1
+            self._count("quota")
+            self.quota.pause_after_429()
+            queue.release(self.engine, item.ioc_id, self.worker)
+            return
+        except TryLater as exc:
+            report.errors += 1
+            self._count("error")
+            delay = queue.backoff_seconds(item.attempts, self.settings.queue.retry_base_seconds)
+            queue.release(
+                self.engine, item.ioc_id, self.worker, delay, str(exc), count_attempt=True
+            )
+            return
+        except Unanswerable as exc:
+            report.errors += 1
+            self._store(item.ioc_id, _unanswerable(str(exc)))
+            return
+        if answer.found:
+            report.found += 1
+        else:
+            report.not_found += 1
+        self._store(item.ioc_id, self.report_for(answer))
+        self.quota.clear_pause()
+
+    # --- direct lookups (the CLI) ------------------------------------------------
+
+    async def lookup_values(
+        self,
+        values: list[str],
+        refresh: bool = False,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> list[LookupResult]:
+        """Answer each value from the cache, or ask VirusTotal now (within the quota)."""
+        classified = [self.classifier.classify(v) for v in values]
+        now = utcnow()
+        wanted = {
+            (str(c.type), c.value): (c.registered_domain, now, now)
+            for c in classified
+            if c.eligible and c.value
+        }
+        ids = run_in_transaction(self.engine, lambda conn: ensure_iocs(conn, wanted))
+        with self.engine.connect() as connection:
+            cache = {} if refresh else cached_verdicts(connection, ids.values(), now)
+        results: list[LookupResult] = []
+        client: VirusTotalClient | None = None
+        try:
+            for item in classified:
+                if not item.eligible or item.value is None or item.type is None:
+                    results.append(_ineligible(item))
+                    continue
+                ioc_id = ids[(str(item.type), item.value)]
+                if ioc_id in cache:
+                    results.append(self._from_cache(item, cache[ioc_id]))
+                    continue
+                if client is None:
+                    client = await self.client().__aenter__()
+                results.append(await self._ask_now(client, item, ioc_id, on_wait))
+        finally:
+            if client is not None:
+                await client.__aexit__(None, None, None)
+        return results
+
+    def _from_cache(self, item: Classified, cached: CachedVerdict) -> LookupResult:
+        now = utcnow()
+
+        def work(connection: Connection) -> None:
+            touch(connection, [cached.ioc_id], now)
+            count_outcome(connection, PROVIDER, "cache_hit", now)
+
+        run_in_transaction(self.engine, work)
+        return LookupResult(
+            input=item.input,
+            type=str(item.type),
+            value=item.value,
+            eligible=True,
+            verdict=cached.verdict,
+            malicious=cached.malicious,
+            total=cached.total,
+            ratio=cached.ratio,
+            last_analysis_date=cached.analysis_date,
+            source="cache",
+            engines=cached.engines,
+        )
+
+    async def _ask_now(
+        self,
+        client: VirusTotalClient,
+        item: Classified,
+        ioc_id: int,
+        on_wait: Callable[[float], None] | None,
+    ) -> LookupResult:
+        assert item.type is not None and item.value is not None
+        self._count("cache_miss")
+        last_error = "no answer"
+        for attempt in range(DIRECT_RETRIES):
+            await self._reserve(on_wait)
+            try:
+                answer = await client.fetch(IocType(item.type), item.value)
+            except QuotaRefused:
+                self._count("quota")
+                self.quota.pause_after_429()
+                last_error = "VirusTotal quota exceeded"
+                continue
+            except TryLater as exc:
+                self._count("error")
+                last_error = str(exc)
+                await self._sleep(min(30.0, 2.0 * 2**attempt))
+                continue
+            except Unanswerable as exc:
+                self._store(ioc_id, _unanswerable(str(exc)))
+                return _result(item, _unanswerable(str(exc)), error=str(exc))
+            report = self.report_for(answer)
+            self._store(ioc_id, report)
+            self.quota.clear_pause()
+            return _result(item, report)
+        # Not lost: queued at the top, a worker finishes it when VirusTotal recovers.
+        run_in_transaction(
+            self.engine,
+            lambda c: queue.enqueue(
+                c, [queue.QueueRequest(ioc_id, queue.TIER_ALERT, reason="cli")]
+            ),
+        )
+        return LookupResult(
+            input=item.input,
+            type=str(item.type),
+            value=item.value,
+            eligible=True,
+            verdict=Level.PENDING.value,
+            error=f"{last_error}; queued for the worker",
+        )
+
+
+def _unanswerable(reason: str) -> ReportRow:
+    return ReportRow(
+        provider=PROVIDER, outcome="error", verdict=Level.UNKNOWN.value, labels=[reason[:200]]
+    )
+
+
+def _ineligible(item: Classified) -> LookupResult:
+    return LookupResult(
+        input=item.input,
+        type=str(item.type) if item.type else None,
+        value=item.value,
+        eligible=False,
+        reason=item.reason,
+    )
+
+
+def _result(item: Classified, report: ReportRow, error: str | None = None) -> LookupResult:
+    stats = report.stats or {}
+    return LookupResult(
+        input=item.input,
+        type=str(item.type),
+        value=item.value,
+        eligible=True,
+        verdict=report.verdict,
+        malicious=stats.get("malicious") if report.stats else None,
+        total=report.total,
+        ratio=report.ratio,
+        last_analysis_date=report.analysis_date,
+        source=PROVIDER,
+        engines=list(report.engines or []),
+        error=error,
+    )

@@ -1,0 +1,194 @@
+"""VirusTotal through the official client, every outcome mapped to what we do next.
+
+=========================================  ==========================================
+what happened                              outcome
+=========================================  ==========================================
+200 with an object                         :class:`VtAnswer` (found)
+404 ``NotFoundError``                      :class:`VtAnswer` (not found -> unknown)
+401 ``WrongCredentialsError`` and kin      :class:`KeyRejected`: stop, tell the user
+429 ``QuotaExceededError``                 :class:`QuotaRefused`: pause every worker
+5xx, timeout, dropped, truncated, odd      :class:`TryLater`: retry with backoff
+400 ``InvalidArgumentError``               :class:`Unanswerable`: record, never retry
+=========================================  ==========================================
+
+The API key lives only inside the vt-py client; no message built here contains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import vt
+
+from vtguardian import __version__
+from vtguardian.clock import from_unix
+from vtguardian.errors import UserError
+from vtguardian.iocs import IocType
+
+GUI = "https://www.virustotal.com/gui"
+_PATHS = {
+    IocType.DOMAIN: ("/domains/{}", "domain"),
+    IocType.IP: ("/ip_addresses/{}", "ip-address"),
+    IocType.URL: ("/urls/{}", "url"),
+    IocType.FILE: ("/files/{}", "file"),
+}
+_AUTH_CODES = {"WrongCredentialsError", "AuthenticationRequiredError", "ForbiddenError"}
+_QUOTA_CODES = {"QuotaExceededError", "TooManyRequestsError"}
+_PERMANENT_CODES = {"InvalidArgumentError", "BadRequestError", "UnsupportedContentError"}
+
+
+class KeyRejected(UserError):
+    """VirusTotal refused the key: nothing will work until the user fixes it."""
+
+    exit_code = 2
+
+
+class QuotaRefused(Exception):
+    """429: the key is over a budget (ours, or shared with another tool)."""
+
+
+class TryLater(Exception):
+    """A transient failure: the same request may well succeed later."""
+
+
+class Unanswerable(Exception):
+    """VirusTotal will never answer this value (malformed for it): record and move on."""
+
+
+@dataclass
+class VtAnswer:
+    found: bool
+    stats: dict[str, int] | None = None
+    analysis_date: datetime | None = None
+    malicious_engines: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    reputation: int | None = None
+    popularity_rank: int | None = None
+    permalink: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+def api_path(kind: IocType, value: str) -> str:
+    template, _ = _PATHS[kind]
+    return template.format(vt.url_id(value) if kind is IocType.URL else value)
+
+
+def permalink(kind: IocType, object_id: str) -> str:
+    return f"{GUI}/{_PATHS[kind][1]}/{object_id}"
+
+
+def parse_object(kind: IocType, document: Any) -> VtAnswer:
+    """Pull what we store out of an API v3 object; a wrong shape is a transient fault."""
+    try:
+        data = document["data"]
+        attributes = data["attributes"]
+        stats = {str(k): int(v) for k, v in attributes["last_analysis_stats"].items()}
+        object_id = str(data["id"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise TryLater("VirusTotal answered with an unexpected shape") from None
+    results = attributes.get("last_analysis_results") or {}
+    engines = sorted(
+        str(name)
+        for name, result in results.items()
+        if isinstance(result, dict) and result.get("category") == "malicious"
+    )
+    labels: list[str] = []
+    categories = attributes.get("categories")
+    if isinstance(categories, dict):
+        labels.extend(str(v) for v in categories.values())
+    for key in ("tags", "threat_names"):
+        values = attributes.get(key)
+        if isinstance(values, list):
+            labels.extend(str(v) for v in values)
+    ranks = attributes.get("popularity_ranks")
+    rank_values = [
+        int(item["rank"])
+        for item in (ranks.values() if isinstance(ranks, dict) else [])
+        if isinstance(item, dict) and isinstance(item.get("rank"), int)
+    ]
+    date = attributes.get("last_analysis_date")
+    reputation = attributes.get("reputation")
+    return VtAnswer(
+        found=True,
+        stats=stats,
+        analysis_date=from_unix(date) if isinstance(date, int) else None,
+        malicious_engines=engines,
+        labels=sorted(set(labels)),
+        reputation=reputation if isinstance(reputation, int) else None,
+        popularity_rank=min(rank_values) if rank_values else None,
+        permalink=permalink(kind, object_id),
+        raw=document,
+    )
+
+
+class VirusTotalClient:
+    """One vt-py client per worker; use as an async context manager."""
+
+    def __init__(self, api_key: str, host: str, timeout: float = 30.0) -> None:
+        if not api_key:
+            raise KeyRejected(
+                "no VirusTotal API key: set VT_API_KEY or virustotal.api_key in vtguardian.toml"
+            )
+        self._api_key = api_key
+        self._host = host.rstrip("/")
+        self._timeout = timeout
+        self._client: vt.Client | None = None
+
+    def __repr__(self) -> str:  # never show the key, even in a debugger or a log
+        return f"VirusTotalClient(host={self._host!r})"
+
+    async def __aenter__(self) -> VirusTotalClient:
+        # force_close: aiohttp silently re-sends a request whose reused connection
+        # dropped; a second send would be a request our quota never counted.
+        connector = aiohttp.TCPConnector(force_close=True, limit=4)
+        self._client = vt.Client(
+            self._api_key,
+            agent=f"vtguardian/{__version__}",
+            host=self._host,
+            timeout=int(max(1, self._timeout)),
+            connector=connector,
+        )
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._client is not None:
+            await self._client.close_async()
+            self._client = None
+
+    async def fetch(self, kind: IocType, value: str) -> VtAnswer:
+        """One request; raises one of this module's exceptions for anything but an answer."""
+        assert self._client is not None, "use 'async with VirusTotalClient(...)'"
+        try:
+            document = await asyncio.wait_for(
+                self._client.get_json_async(api_path(kind, value)), timeout=self._timeout + 5
+            )
+        except vt.APIError as exc:
+            return self._api_error(exc)
+        except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
+            raise TryLater(f"{type(exc).__name__}: {_safe(str(exc))}") from None
+        return parse_object(kind, document)
+
+    def _api_error(self, exc: vt.APIError) -> VtAnswer:
+        code = str(exc.code)
+        if code == "NotFoundError":
+            return VtAnswer(found=False)
+        if code in _AUTH_CODES:
+            raise KeyRejected(
+                f"VirusTotal rejected the API key ({code}): check VT_API_KEY or virustotal.api_key"
+            ) from None
+        if code in _QUOTA_CODES:
+            raise QuotaRefused(code) from None
+        if code in _PERMANENT_CODES:
+            raise Unanswerable(f"{code}: {_safe(str(exc.message))}") from None
+        raise TryLater(f"{code}: {_safe(str(exc.message))}") from None
+
+
+def _safe(text: str, limit: int = 160) -> str:
+    """Short, single-line error text for rows and logs."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,216 @@
+"""Provider answers: the report history, the current verdict (the cache) and counters.
+
+A verdict row is the cache entry of its IoC: it answers without a request while
+``expires_at`` is ahead. Reports are never overwritten; a verdict that changes
+level leaves a ``verdict_history`` row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from vtguardian.clock import as_naive_utc
+from vtguardian.store.schema import lookup_stats, reports, verdict_history, verdicts
+from vtguardian.store.sightings import hour_bucket
+from vtguardian.store.upsert import upsert
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """What one provider said about one IoC, ready to store."""
+
+    provider: str
+    outcome: str  # found | not_found | error
+    verdict: str
+    stats: dict[str, int] | None = None
+    ratio: float | None = None
+    score: float | None = None
+    total: int | None = None
+    analysis_date: datetime | None = None
+    engines: list[str] | None = None
+    labels: list[str] | None = None
+    reputation: int | None = None
+    popularity_rank: int | None = None
+    permalink: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CachedVerdict:
+    ioc_id: int
+    verdict: str
+    ratio: float | None
+    malicious: int | None
+    total: int | None
+    engines: list[str]
+    analysis_date: datetime | None
+    checked_at: datetime | None
+    expires_at: datetime | None
+    decided_by: str | None
+
+
+def record_answer(
+    connection: Connection, ioc_id: int, report: ReportRow, ttl: timedelta, now: datetime
+) -> int:
+    """Store the report, make it the IoC's current verdict, note a change of level."""
+    stats = report.stats or {}
+    report_id = connection.execute(
+        insert(reports).values(
+            ioc_id=ioc_id,
+            provider=report.provider,
+            fetched_at=now,
+            outcome=report.outcome,
+            verdict=report.verdict,
+            analysis_date=report.analysis_date,
+            malicious=stats.get("malicious"),
+            suspicious=stats.get("suspicious"),
+            harmless=stats.get("harmless"),
+            undetected=stats.get("undetected"),
+            timeout=stats.get("timeout"),
+            total=report.total,
+            ratio=report.ratio,
+            score=report.score,
+            engines=report.engines,
+            labels=report.labels,
+            reputation=report.reputation,
+            popularity_rank=report.popularity_rank,
+            permalink=report.permalink,
+            decided=True,
+            raw=report.raw,
+        )
+    ).inserted_primary_key[0]
+    previous = connection.execute(
+        select(verdicts.c.verdict, verdicts.c.changed_at).where(verdicts.c.ioc_id == ioc_id)
+    ).first()
+    changed = previous is None or previous.verdict != report.verdict
+    upsert(
+        connection,
+        verdicts,
+        [
+            {
+                "ioc_id": ioc_id,
+                "verdict": report.verdict,
+                "ratio": report.ratio,
+                "score": report.score,
+                "malicious": stats.get("malicious"),
+                "total": report.total,
+                "engines": report.engines or [],
+                "providers": [report.provider],
+                "decided_by": report.provider,
+                "report_id": report_id,
+                "analysis_date": report.analysis_date,
+                "checked_at": now,
+                "changed_at": now if changed else previous.changed_at,
+                "expires_at": now + ttl,
+                "last_used_at": now,
+            }
+        ],
+        keys=["ioc_id"],
+        replace=[
+            "verdict",
+            "ratio",
+            "score",
+            "malicious",
+            "total",
+            "engines",
+            "providers",
+            "decided_by",
+            "report_id",
+            "analysis_date",
+            "checked_at",
+            "changed_at",
+            "expires_at",
+            "last_used_at",
+        ],
+    )
+    if changed:
+        connection.execute(
+            insert(verdict_history).values(
+                ioc_id=ioc_id,
+                old_verdict=previous.verdict if previous is not None else None,
+                new_verdict=report.verdict,
+                ratio=report.ratio,
+                report_id=report_id,
+                changed_at=now,
+            )
+        )
+    return report_id
+
+
+def cached_verdicts(
+    connection: Connection, ioc_ids: Iterable[int], now: datetime, fresh_only: bool = True
+) -> dict[int, CachedVerdict]:
+    wanted = list(ioc_ids)
+    if not wanted:
+        return {}
+    query = select(verdicts).where(verdicts.c.ioc_id.in_(wanted))
+    if fresh_only:
+        query = query.where(verdicts.c.expires_at > now)
+    return {
+        row.ioc_id: CachedVerdict(
+            ioc_id=row.ioc_id,
+            verdict=row.verdict,
+            ratio=row.ratio,
+            malicious=row.malicious,
+            total=row.total,
+            engines=list(row.engines or []),
+            analysis_date=as_naive_utc(row.analysis_date),
+            checked_at=as_naive_utc(row.checked_at),
+            expires_at=as_naive_utc(row.expires_at),
+            decided_by=row.decided_by,
+        )
+        for row in connection.execute(query)
+    }
+
+
+def touch(connection: Connection, ioc_ids: Iterable[int], now: datetime) -> None:
+    """Mark cache entries as used, for least-recently-used eviction."""
+    wanted = list(ioc_ids)
+    if wanted:
+        connection.execute(
+            update(verdicts).where(verdicts.c.ioc_id.in_(wanted)).values(last_used_at=now)
+        )
+
+
+def evict_beyond(connection: Connection, max_entries: int) -> int:
+    """Expire the least recently used cache entries beyond ``max_entries``.
+
+    The verdict stays (dashboards and history need it); it just no longer
+    answers without a request, so the next lookup asks again.
+    """
+    live = connection.execute(
+        select(func.count()).select_from(verdicts).where(verdicts.c.expires_at.is_not(None))
+    ).scalar_one()
+    excess = live - max_entries
+    if excess <= 0:
+        return 0
+    victims = list(
+        connection.execute(
+            select(verdicts.c.ioc_id)
+            .where(verdicts.c.expires_at.is_not(None))
+            .order_by(verdicts.c.last_used_at, verdicts.c.ioc_id)
+            .limit(excess)
+        ).scalars()
+    )
+    connection.execute(
+        update(verdicts).where(verdicts.c.ioc_id.in_(victims)).values(expires_at=None)
+    )
+    return len(victims)
+
+
+def count_outcome(
+    connection: Connection, provider: str, outcome: str, now: datetime, count: int = 1
+) -> None:
+    """Hourly counters behind the dashboard's scan statistics and cache hit rate."""
+    upsert(
+        connection,
+        lookup_stats,
+        [{"hour": hour_bucket(now), "provider": provider, "outcome": outcome, "count": count}],
+        keys=["hour", "provider", "outcome"],
+        increment=["count"],
+    )

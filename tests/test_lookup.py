@@ -1,0 +1,277 @@
+"""VirusTotal lookups end to end: vt-py over real HTTP to the emulator, real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from helpers import run_cli, settings_for
+from vtguardian.clock import utcnow
+from vtguardian.intel import queue
+from vtguardian.intel.lookup import LookupService
+from vtguardian.intel.queue import TIER_NEW, QueueRequest
+from vtguardian.store import migrate
+from vtguardian.store.engine import make_engine, write_transaction
+from vtguardian.store.entities import ensure_iocs
+from vtguardian.store.schema import lookup_queue, lookup_stats, reports, verdicts
+from vtguardian.testing.vt_emulator import DEFAULT_KEY
+
+# A shortened "minute" so pauses after a 429 (one minute, escalating) last half a second.
+FAST_MINUTE = {"minute_seconds": 0.5, "safety_seconds": 0.05}
+
+
+async def _no_sleep(seconds: float) -> None:
+    await asyncio.sleep(min(seconds, 0.05))
+
+
+def _queue_domains(engine, names, tier=TIER_NEW):
+    now = utcnow()
+    with write_transaction(engine) as connection:
+        ids = ensure_iocs(connection, {("domain", n): (None, now, now) for n in names})
+        queue.enqueue(connection, [QueueRequest(i, tier) for i in ids.values()], now)
+    return ids
+
+
+def _service(engine, db_url, vt_url, **sections):
+    return LookupService(settings_for(db_url, vt_url, **sections), engine, sleep=_no_sleep)
+
+
+def test_worker_answers_each_queued_ioc_once_and_stores_it(engine, db_url, vt_emulator):
+    names = ["malware-c2.example.net", "www.google.com", "brand-new-domain.example.com"] + [
+        f"site{n}.example.com" for n in range(12)
+    ]
+    _queue_domains(engine, names)
+    report = asyncio.run(_service(engine, db_url, vt_emulator.url).run_worker(once=True))
+    assert report.requests == len(names)
+    assert Counter(vt_emulator.emulator.answered()) == Counter(("domain", n) for n in names)
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(lookup_queue)).scalar() == 0
+        levels = dict(
+            connection.execute(
+                text("SELECT i.value, v.verdict FROM verdicts v JOIN iocs i ON i.id = v.ioc_id")
+            ).all()
+        )
+        found = connection.execute(
+            select(func.sum(lookup_stats.c.count)).where(lookup_stats.c.outcome == "found")
+        ).scalar()
+    assert levels["malware-c2.example.net"] == "malicious"
+    assert levels["www.google.com"] == "harmless"
+    assert levels["brand-new-domain.example.com"] == "unknown"
+    assert len(levels) == len(names)
+    assert int(found) == report.found
+
+
+def test_unknown_answers_are_cached_for_a_shorter_time(engine, db_url, vt_emulator):
+    _queue_domains(engine, ["brand-new-domain.example.com", "malware-c2.example.net"])
+    service = _service(engine, db_url, vt_emulator.url, cache={"unknown_ttl_days": 0.5})
+    asyncio.run(service.run_worker(once=True))
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(verdicts.c.verdict, verdicts.c.checked_at, verdicts.c.expires_at)
+        ).all()
+    ttl = {verdict: expires - checked for verdict, checked, expires in rows}
+    assert ttl["unknown"] == timedelta(days=0.5)
+    assert ttl["malicious"] == timedelta(days=7)
+
+
+def test_cached_ioc_costs_zero_requests_then_expires(engine, db_url, vt_emulator):
+    service = _service(engine, db_url, vt_emulator.url)
+    first = asyncio.run(service.lookup_values(["malware-c2.example.net"]))
+    assert first[0].source == "virustotal" and first[0].verdict == "malicious"
+    assert first[0].malicious == 14 and first[0].total == 86
+    calls = len(vt_emulator.emulator.calls())
+    again = asyncio.run(service.lookup_values(["Malware-C2.example.net."]))
+    assert again[0].source == "cache" and again[0].verdict == "malicious"
+    assert len(vt_emulator.emulator.calls()) == calls
+    # After the TTL the answer is not served: it is asked again.
+    with write_transaction(engine) as connection:
+        connection.execute(update(verdicts).values(expires_at=utcnow() - timedelta(seconds=1)))
+    expired = asyncio.run(service.lookup_values(["malware-c2.example.net"]))
+    assert expired[0].source == "virustotal"
+    assert len(vt_emulator.emulator.calls()) == calls + 1
+
+
+def test_expired_answers_of_iocs_still_seen_are_requeued(engine, db_url, vt_emulator):
+    ids = _queue_domains(engine, ["still-seen.example.com", "gone.example.com"])
+    service = _service(engine, db_url, vt_emulator.url)
+    asyncio.run(service.run_worker(once=True))
+    past = utcnow() - timedelta(days=8)
+    with write_transaction(engine) as connection:
+        connection.execute(update(verdicts).values(expires_at=past, checked_at=past))
+        connection.execute(
+            text("UPDATE iocs SET last_seen = :now WHERE value = 'still-seen.example.com'"),
+            {"now": utcnow()},
+        )
+        connection.execute(
+            text("UPDATE iocs SET last_seen = :past WHERE value = 'gone.example.com'"),
+            {"past": past - timedelta(days=1)},
+        )
+    with write_transaction(engine) as connection:
+        assert queue.requeue_stale(connection) == 1
+        queued = connection.execute(select(lookup_queue.c.ioc_id, lookup_queue.c.tier)).all()
+    assert queued == [(ids[("domain", "still-seen.example.com")], queue.TIER_RECHECK)]
+
+
+def test_cache_evicts_least_recently_used_beyond_the_limit(engine, db_url, vt_emulator):
+    service = _service(engine, db_url, vt_emulator.url, cache={"max_entries": 3})
+    for name in ["a1.example.com", "a2.example.com", "a3.example.com"]:
+        asyncio.run(service.lookup_values([name]))
+    asyncio.run(service.lookup_values(["a1.example.com"]))  # a1 used again: a2 is now oldest
+    asyncio.run(service.lookup_values(["a4.example.com"]))
+    with engine.connect() as connection:
+        live = connection.execute(
+            text(
+                "SELECT i.value FROM verdicts v JOIN iocs i ON i.id = v.ioc_id "
+                "WHERE v.expires_at IS NOT NULL"
+            )
+        ).scalars()
+        assert sorted(live) == ["a1.example.com", "a3.example.com", "a4.example.com"]
+        assert connection.execute(select(func.count()).select_from(verdicts)).scalar() == 4
+
+
+def test_private_and_local_values_never_reach_virustotal(engine, db_url, vt_emulator):
+    service = _service(engine, db_url, vt_emulator.url)
+    values = [
+        "192.168.1.10",
+        "10.1.2.3",
+        "printer.local",
+        "nas.home.arpa",
+        "router",
+        "fe80::1",
+        "100.64.1.1",
+        "1.168.192.in-addr.arpa",
+        "http://192.168.1.1/admin",
+        "8.8.8.8",
+    ]
+    results = asyncio.run(service.lookup_values(values))
+    assert [r.eligible for r in results] == [False] * 9 + [True]
+    assert vt_emulator.emulator.looked_up() == [("ip", "8.8.8.8")]
+
+
+def test_faults_lose_nothing_and_repeat_no_success(engine, db_url, vt_emulator):
+    names = [f"flaky{n}.example.com" for n in range(40)]
+    _queue_domains(engine, names)
+    vt_emulator.emulator.configure(
+        {"faults": {"error_rate": 0.2, "drop_rate": 0.1, "burst_429": 3, "seed": 7}}
+    )
+    service = _service(engine, db_url, vt_emulator.url, virustotal=FAST_MINUTE)
+    report = asyncio.run(service.run_worker(once=True))
+    answered = Counter(vt_emulator.emulator.answered())
+    assert answered == Counter(("domain", n) for n in names)  # each exactly once
+    outcomes = Counter(c.outcome for c in vt_emulator.emulator.calls())
+    assert outcomes["transient"] > 0 and outcomes["dropped"] > 0 and outcomes["burst"] == 3
+    assert report.quota_refusals == 3 and report.errors > 0
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(verdicts)).scalar() == 40
+        assert connection.execute(select(func.count()).select_from(lookup_queue)).scalar() == 0
+        assert connection.execute(select(func.count()).select_from(reports)).scalar() == 40
+
+
+def test_three_worker_processes_share_the_quota_on_mariadb(mariadb_url, vt_emulator, tmp_path):
+    engine = make_engine(mariadb_url)
+    migrate.upgrade(engine)
+    names = [f"shared{n}.example.com" for n in range(200)]
+    _queue_domains(engine, names)
+    vt_emulator.emulator.configure({"quota": {"per_minute": 20, "minute_seconds": 3.0}})
+    env = {
+        "VTGUARDIAN_DATABASE__URL": mariadb_url,
+        "VTGUARDIAN_VIRUSTOTAL__HOST": vt_emulator.url,
+        "VT_API_KEY": DEFAULT_KEY,
+        "VTGUARDIAN_VIRUSTOTAL__PER_MINUTE": "20",
+        "VTGUARDIAN_VIRUSTOTAL__MINUTE_SECONDS": "3",
+        "VTGUARDIAN_VIRUSTOTAL__SAFETY_SECONDS": "0.3",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "vtguardian", "worker", "--once"],
+            env={**os.environ, **env},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=240) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
+    emulator = vt_emulator.emulator
+    assert emulator.over_budget() == 0  # we never sent a request beyond the budget
+    assert Counter(emulator.answered()) == Counter(("domain", n) for n in names)
+    requests_per_worker = [int(out.split(" requests")[0].split()[-1]) for out, _ in outputs]
+    assert sum(requests_per_worker) == 200 and min(requests_per_worker) > 0
+    with engine.connect() as connection:
+        stored = connection.execute(select(func.count(func.distinct(reports.c.ioc_id)))).scalar()
+        report_rows = connection.execute(select(func.count()).select_from(reports)).scalar()
+    assert stored == report_rows == 200
+    engine.dispose()
+
+
+def test_wrong_key_is_one_line_exit_2_and_never_leaks(tmp_path, vt_emulator):
+    secret = "deadbeef" * 8
+    db = tmp_path / "vt.db"
+    env = {
+        "VTGUARDIAN_DATABASE__URL": f"sqlite:///{db}",
+        "VTGUARDIAN_VIRUSTOTAL__HOST": vt_emulator.url,
+        "VT_API_KEY": secret,
+    }
+    result = run_cli("lookup", "example.com", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "rejected the API key" in lines[0]
+    assert secret not in result.stdout + result.stderr
+    assert secret.encode() not in db.read_bytes()
+    for wal in tmp_path.glob("vt.db-*"):
+        assert secret.encode() not in wal.read_bytes()
+    worker = run_cli("worker", "--once", env=env)
+    assert secret not in worker.stdout + worker.stderr
+
+
+def test_missing_key_is_a_clear_error(tmp_path, vt_emulator):
+    env = {"VTGUARDIAN_DATABASE__URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    result = run_cli("lookup", "example.com", env=env)
+    assert result.returncode == 2
+    assert "no VirusTotal API key" in result.stderr
+
+
+def test_lookup_cli_json_and_quota_cli(tmp_path, vt_emulator):
+    env = {
+        "VTGUARDIAN_DATABASE__URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "VTGUARDIAN_VIRUSTOTAL__HOST": vt_emulator.url,
+        "VT_API_KEY": DEFAULT_KEY,
+    }
+    result = run_cli("lookup", "--json", "malware-c2.example.net", "192.168.1.1", env=env)
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["verdict"] == "malicious" and first["source"] == "virustotal"
+    assert first["malicious"] == 14 and len(first["engines"]) == 14
+    assert first["last_analysis_date"].endswith("Z")
+    assert second["eligible"] is False and second["verdict"] is None
+    quota = json.loads(run_cli("quota", "--json", env=env).stdout)
+    assert quota["windows"]["day"] == {"used": 1, "limit": 500, "remaining": 499}
+    assert quota["queue"] == 0
+
+
+@pytest.mark.parametrize(
+    "kind_value",
+    [
+        ("url", "http://malware-c2.example.net/gate.php"),
+        ("file", "44d88612fea8a8f36de82e1278abb02f"),
+        ("ip", "185.220.101.66"),
+    ],
+)
+def test_every_ioc_type_is_looked_up(engine, db_url, vt_emulator, kind_value):
+    kind, value = kind_value
+    service = _service(engine, db_url, vt_emulator.url)
+    (result,) = asyncio.run(service.lookup_values([value]))
+    assert result.type == kind and result.verdict == "malicious"
+    with engine.connect() as connection:
+        permalink = connection.execute(select(reports.c.permalink)).scalar()
+    assert permalink.startswith("https://www.virustotal.com/gui/")

@@ -1,0 +1,188 @@
+"""The emulator speaks API v3 as vt-py expects it (over real HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+
+import aiohttp
+import pytest
+import vt
+
+from vtguardian.testing.vt_emulator import DEFAULT_KEY
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+async def _get(url: str, path: str, key: str | None = DEFAULT_KEY):
+    async with vt.Client(key or "", host=url) as client:
+        return await client.get_json_async(path)
+
+
+async def _raw(url: str, path: str, headers: dict) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session, session.get(url + path, headers=headers) as r:
+        return r.status, await r.json()
+
+
+def test_domain_object_shape(vt_emulator):
+    doc = _run(_get(vt_emulator.url, "/domains/Malware-C2.example.net"))
+    data = doc["data"]
+    assert data["type"] == "domain" and data["id"] == "malware-c2.example.net"
+    assert data["links"]["self"] == f"{vt_emulator.url}/api/v3/domains/malware-c2.example.net"
+    attributes = data["attributes"]
+    assert set(attributes["last_analysis_stats"]) == {
+        "harmless",
+        "malicious",
+        "suspicious",
+        "undetected",
+        "timeout",
+    }
+    assert attributes["last_analysis_stats"]["malicious"] == 14
+    results = attributes["last_analysis_results"]
+    flagged = [r for r in results.values() if r["category"] == "malicious"]
+    assert len(flagged) == 14
+    assert all(set(r) == {"category", "engine_name", "method", "result"} for r in results.values())
+    assert isinstance(attributes["last_analysis_date"], int)
+    for key in ("reputation", "total_votes", "categories", "tags", "last_dns_records"):
+        assert key in attributes
+    assert "popularity_ranks" in attributes
+
+
+def test_vt_py_object_parses_dates(vt_emulator):
+    async def fetch():
+        async with vt.Client(DEFAULT_KEY, host=vt_emulator.url) as client:
+            return await client.get_object_async("/ip_addresses/185.220.101.66")
+
+    obj = _run(fetch())
+    assert obj.type == "ip_address"
+    assert obj.last_analysis_stats["malicious"] == 7
+    assert obj.last_analysis_date.year >= 2025
+    assert {"asn", "as_owner", "country", "network"} <= set(obj.to_dict()["attributes"])
+
+
+def test_url_ids_base64_and_sha256_give_the_same_object(vt_emulator):
+    url = "http://malware-c2.example.net/gate.php"
+    digest = hashlib.sha256(url.encode()).hexdigest()
+    by_b64 = _run(_get(vt_emulator.url, f"/urls/{vt.url_id(url)}"))
+    by_sha = _run(_get(vt_emulator.url, f"/urls/{digest}"))
+    assert by_b64["data"]["id"] == by_sha["data"]["id"] == digest
+    assert by_b64["data"]["attributes"]["last_analysis_stats"]["malicious"] == 11
+    assert "=" not in vt.url_id(url) and base64.urlsafe_b64decode(vt.url_id(url) + "==")
+
+
+def test_files_by_md5_and_sha256(vt_emulator):
+    md5 = "44d88612fea8a8f36de82e1278abb02f"
+    doc = _run(_get(vt_emulator.url, f"/files/{md5}"))
+    data = doc["data"]
+    assert data["type"] == "file" and len(data["id"]) == 64
+    stats = data["attributes"]["last_analysis_stats"]
+    assert len(stats) == 8
+    assert {"confirmed-timeout", "failure", "type-unsupported"} <= set(stats)
+    for key in ("crowdsourced_yara_results", "names", "size", "type_tag", "md5", "sha1"):
+        assert key in data["attributes"]
+    assert data["attributes"]["md5"] == md5
+
+
+def test_url_submission_and_analysis(vt_emulator):
+    async def flow():
+        async with vt.Client(DEFAULT_KEY, host=vt_emulator.url) as client:
+            analysis = await client.scan_url_async("http://new.example.com/landing")
+            return await client.get_json_async(f"/analyses/{analysis.id}")
+
+    doc = _run(flow())
+    assert doc["data"]["type"] == "analysis"
+    assert doc["data"]["attributes"]["status"] == "completed"
+    assert set(doc["data"]["attributes"]["stats"]) >= {"malicious", "harmless"}
+    assert doc["meta"]["url_info"]["url"] == "http://new.example.com/landing"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "AuthenticationRequiredError"),
+        ({"x-apikey": "not-a-key"}, 401, "WrongCredentialsError"),
+    ],
+)
+def test_authentication_errors(vt_emulator, headers, status, code):
+    got_status, body = _run(_raw(vt_emulator.url, "/api/v3/domains/example.com", headers))
+    assert got_status == status
+    assert body["error"]["code"] == code and body["error"]["message"]
+
+
+def test_not_found_is_a_404_with_vt_error_body(vt_emulator):
+    with pytest.raises(vt.APIError) as info:
+        _run(_get(vt_emulator.url, "/domains/brand-new-domain.example.com"))
+    assert info.value.code == "NotFoundError"
+    status, body = _run(
+        _raw(
+            vt_emulator.url,
+            "/api/v3/domains/brand-new-domain.example.com",
+            {"x-apikey": DEFAULT_KEY},
+        )
+    )
+    assert status == 404 and body["error"]["code"] == "NotFoundError"
+
+
+def test_quota_exceeded_after_budget_and_404_counts(vt_emulator):
+    vt_emulator.emulator.configure({"quota": {"per_minute": 3}})
+    _run(_get(vt_emulator.url, "/domains/example.com"))
+    with pytest.raises(vt.APIError):
+        _run(_get(vt_emulator.url, "/domains/brand-new-domain.example.com"))  # a 404 counts
+    _run(_get(vt_emulator.url, "/domains/example.org"))
+    with pytest.raises(vt.APIError) as info:
+        _run(_get(vt_emulator.url, "/domains/example.net"))
+    assert info.value.code == "QuotaExceededError"
+    assert vt_emulator.emulator.over_budget() == 1
+
+
+def test_day_budget_resets_at_midnight_utc(vt_emulator):
+    clock = {"now": 1_767_225_500.0}  # 2025-12-31 23:58:20 UTC
+    emulator = vt_emulator.emulator
+    emulator.clock = lambda: clock["now"]
+    emulator.configure({"quota": {"per_day": 2}})
+    _run(_get(vt_emulator.url, "/domains/a.example.com"))
+    _run(_get(vt_emulator.url, "/domains/b.example.com"))
+    with pytest.raises(vt.APIError):
+        _run(_get(vt_emulator.url, "/domains/c.example.com"))
+    clock["now"] += 120  # past midnight
+    assert _run(_get(vt_emulator.url, "/domains/c.example.com"))["data"]["id"] == "c.example.com"
+
+
+def test_transient_error_body(vt_emulator):
+    vt_emulator.emulator.configure({"faults": {"error_rate": 1.0}})
+    status, body = _run(
+        _raw(vt_emulator.url, "/api/v3/domains/example.com", {"x-apikey": DEFAULT_KEY})
+    )
+    assert status == 503 and body["error"]["code"] == "TransientError"
+
+
+def test_generated_answers_are_deterministic(vt_emulator):
+    first = _run(_get(vt_emulator.url, "/domains/some-random-site.example.com"))
+    second = _run(_get(vt_emulator.url, "/domains/some-random-site.example.com"))
+    assert first == second
+
+
+def test_call_log_records_every_request(vt_emulator):
+    _run(_get(vt_emulator.url, "/domains/example.com"))
+    with pytest.raises(vt.APIError):
+        _run(_get(vt_emulator.url, "/domains/example.com", key="bad"))
+    calls = vt_emulator.emulator.calls()
+    assert [(c.status, c.outcome) for c in calls] == [(200, "ok"), (401, "auth")]
+    assert vt_emulator.emulator.looked_up() == [("domain", "example.com")]
+
+
+def test_control_endpoint_serves_the_call_log(vt_emulator):
+    _run(_get(vt_emulator.url, "/domains/example.com"))
+
+    async def fetch():
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{vt_emulator.url}/_emulator/calls") as response,
+        ):
+            return await response.json()
+
+    calls = _run(fetch())["calls"]
+    assert calls[0]["value"] == "example.com" and calls[0]["status"] == 200
