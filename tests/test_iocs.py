@@ -232,7 +232,7 @@ def test_eligible_addresses_are_global(ip):
 @given(domains(), domains())
 def test_allowlist_covers_every_subdomain(allowed, prefix):
     classifier = Classifier(allow_domains=[allowed])
-    sub = f"{prefix.replace('.', '-')}.{allowed}"
+    sub = f"{prefix.rsplit('.', 1)[0]}.{allowed}"
     assert classifier.classify(sub).reason == "allowlisted"
     assert classifier.classify(f"https://{sub}/path").reason == "allowlisted"
 
