@@ -409,6 +409,106 @@ def _parse_faults(text: str, faults_type: type) -> object:
     return faults_type(**values)
 
 
+@app.command("ingest")
+def ingest(
+    ctx: typer.Context,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            "-s",
+            help="pihole-ftl, pihole-log, dnsmasq, suricata, zeek, ecs or plain.",
+        ),
+    ] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Log files (or pihole-FTL.db); none: the [[ingest.sources]] of the config."
+        ),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep reading new lines, like tail -F.")
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print {lines, events, iocs, sightings, skipped_private, invalid, errors}.",
+        ),
+    ] = False,
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="ecs: an event field holding IoCs (repeatable)."),
+    ] = None,
+    flows: Annotated[
+        bool, typer.Option("--flows", help="suricata: also take flow destination IPs.")
+    ] = False,
+) -> None:
+    """Read telemetry into hourly sightings and queue new IoCs for lookup.
+
+    Resumes where the last run stopped; bad lines are counted, recorded with
+    their offset and skipped. Private and local values are counted, never stored
+    as IoCs and never queued.
+    """
+    import signal
+    import threading
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vtguardian.config import FollowedSource
+    from vtguardian.iocs import Classifier
+    from vtguardian.sources.ingest import SOURCES, ingest_configured
+
+    settings = _state(ctx).settings
+    if paths:
+        if source not in SOURCES:
+            raise InvalidInput(f"--source: choose one of {', '.join(SOURCES)}")
+        jobs = [
+            FollowedSource(source=source, path=str(p), fields=field or [], flows=flows)
+            for p in paths
+        ]
+    elif settings.ingest.sources:
+        jobs = list(settings.ingest.sources)
+    else:
+        raise InvalidInput("give --source and files, or list [[ingest.sources]] in the config")
+    engine = _open_store(ctx)
+    classifier = Classifier.from_settings(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sizes = [Path(job.path).stat().st_size for job in jobs if Path(job.path).is_file()]
+    total = sum(sizes) if not follow else None
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, disable=as_json or follow) as progress:
+        task = progress.add_task("ingesting", total=total)
+        try:
+            totals = ingest_configured(
+                engine,
+                classifier,
+                jobs,
+                follow=follow,
+                stop=stop,
+                batch_lines=settings.ingest.batch_lines,
+                poll_seconds=settings.ingest.poll_seconds,
+                on_progress=lambda done: progress.advance(task, done),
+            )
+        except KeyboardInterrupt:
+            raise UserError("interrupted; everything read so far is stored") from None
+    if as_json:
+        sys.stdout.write(orjson.dumps(totals.as_dict()).decode() + "\n")
+        return
+    t = totals
+    out.print(
+        f"{t.lines} lines, {t.events} events: {t.iocs} IoCs, {t.sightings} sightings; "
+        f"{t.skipped_private} private/local skipped, {t.invalid} invalid values, "
+        f"{t.errors} bad lines recorded"
+    )
+
+
 @app.command("demo")
 def demo(
     folder: Annotated[

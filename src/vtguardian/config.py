@@ -119,6 +119,29 @@ class QueueSettings(_Section):
     retry_base_seconds: NonNegativeFloat = 30.0
 
 
+class FollowedSource(_Section):
+    source: str
+    path: str
+    fields: list[str] = Field(default_factory=list)
+    flows: bool = False
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        known = ("pihole-ftl", "pihole-log", "dnsmasq", "suricata", "zeek", "ecs", "plain")
+        if value not in known:
+            raise ValueError(f"unknown source {value!r}; choose one of {', '.join(known)}")
+        return value
+
+
+class IngestSettings(_Section):
+    # Lines per transaction: bigger is faster, smaller loses less work to a crash.
+    batch_lines: PositiveInt = 50_000
+    poll_seconds: PositiveFloat = 0.5
+    # The sources `vtguardian ingest --follow` (and the daemon) follow when given no paths.
+    sources: list[FollowedSource] = Field(default_factory=list)
+
+
 class _VtApiKeySource(PydanticBaseSettingsSource):
     """Reads ``VT_API_KEY`` so the key set for other VirusTotal tools just works."""
 
@@ -147,6 +170,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     allowlist: AllowlistSettings = Field(default_factory=AllowlistSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -235,6 +235,8 @@ source_offsets = Table(
     Column("position", BigInteger, nullable=False, default=0),
     # For database sources (Pi-hole FTL): the last query id read.
     Column("last_id", BigInteger),
+    # What a parser must remember across a restart mid-file (Zeek headers, dnsmasq joins).
+    Column("state", JSON),
     Column("updated_at", Timestamp, nullable=False),
     UniqueConstraint("digest"),
 )

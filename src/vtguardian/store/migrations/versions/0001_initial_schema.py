@@ -106,6 +106,7 @@ def upgrade() -> None:
         sa.Column("fingerprint", sa.String(length=64), nullable=True),
         sa.Column("position", sa.BigInteger(), nullable=False),
         sa.Column("last_id", sa.BigInteger(), nullable=True),
+        sa.Column("state", sa.JSON(), nullable=True),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_source_offsets")),
         sa.UniqueConstraint("digest", name=op.f("uq_source_offsets_digest")),

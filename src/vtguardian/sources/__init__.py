@@ -1,0 +1,1 @@
+"""Collectors: one module per telemetry format, all feeding the same :class:`Batch`."""

@@ -1,0 +1,102 @@
+"""ECS-shaped or any NDJSON events, with the IoC fields chosen by the user.
+
+Field paths are dotted (``dns.question.name``) and match nested objects or flat
+dotted keys alike; a field may hold one value or a list. The client is
+``source.ip`` (else ``client.ip``), the time ``@timestamp`` (else ``timestamp``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from vtguardian.sources.base import ParseError
+from vtguardian.sources.batch import Batch
+from vtguardian.sources.timeparse import BadTimestamp, epoch_value
+
+DEFAULT_FIELDS = (
+    "destination.ip",
+    "destination.domain",
+    "dns.question.name",
+    "url.full",
+    "url.domain",
+    "tls.client.server_name",
+    "file.hash.sha256",
+    "file.hash.sha1",
+    "file.hash.md5",
+)
+_KIND_BY_SUFFIX = {
+    ".ip": "ip",
+    ".domain": "domain",
+    "question.name": "domain",
+    "server_name": "domain",
+    "url.full": "url",
+    "url.original": "url",
+    ".sha256": "file",
+    ".sha1": "file",
+    ".md5": "file",
+}
+
+
+def lookup(event: dict[str, Any], path: str) -> Any:
+    """``a.b.c`` in nested objects, flat dotted keys, or a mix of both."""
+    if path in event:
+        return event[path]
+    head, _, rest = path.partition(".")
+    while rest:
+        value = event.get(head)
+        if isinstance(value, dict):
+            found = lookup(value, rest)
+            if found is not None:
+                return found
+        part, _, rest = rest.partition(".")
+        head = f"{head}.{part}"
+    return event.get(head)
+
+
+def kind_for(path: str) -> str:
+    """The IoC type a field holds by ECS convention; '' lets the IoC model decide."""
+    for suffix, kind in _KIND_BY_SUFFIX.items():
+        if path.endswith(suffix):
+            return kind
+    return ""
+
+
+class EcsParser:
+    source = "ecs"
+
+    def __init__(self, fields: tuple[str, ...] | list[str] = DEFAULT_FIELDS) -> None:
+        self.fields = [(field, kind_for(field)) for field in fields]
+
+    def state(self) -> None:
+        return None
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        return None
+
+    def feed(self, line: bytes, batch: Batch) -> None:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise ParseError("invalid JSON") from None
+        if not isinstance(event, dict):
+            raise ParseError("event is not a JSON object")
+        stamp = lookup(event, "@timestamp") or lookup(event, "timestamp")
+        try:
+            ts = epoch_value(stamp) if stamp is not None else time.time()
+        except BadTimestamp as exc:
+            raise ParseError(str(exc)) from None
+        client = lookup(event, "source.ip") or lookup(event, "client.ip") or ""
+        if not isinstance(client, str):
+            raise ParseError("source.ip is not text")
+        batch.events += 1
+        for field, kind in self.fields:
+            value = lookup(event, field)
+            for item in value if isinstance(value, list) else [value]:
+                if item is None:
+                    continue
+                if not isinstance(item, str):
+                    raise ParseError(f"{field}: expected text, got {type(item).__name__}")
+                batch.see(kind, item, client, ts)

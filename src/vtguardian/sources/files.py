@@ -1,0 +1,183 @@
+"""Reading log files line by line from a stored offset, like ``tail -F``.
+
+Handles what real log files do: a last line still being written (left for the
+next read), lines too long to be log lines (recorded and skipped), rotation by
+rename-and-create or by copytruncate (the unread tail of the old file is read
+from its rotated copy, then the new file from its start), and ``.1``/``.gz``
+rotated files, read once for backfill the first time a log is seen.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import Connection, Engine
+
+from vtguardian.iocs import Classifier
+from vtguardian.sources import offsets
+from vtguardian.sources.base import LineParser, ParseError
+from vtguardian.sources.batch import Batch, Totals, flush
+from vtguardian.sources.offsets import Offset
+
+MAX_LINE = 1 << 20
+BATCH_LINES = 50_000
+
+
+def open_log(path: str) -> BinaryIO:
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def rotated_siblings(path: str) -> list[str]:
+    """``x.log.3.gz ... x.log.2.gz, x.log.1`` (oldest first): logrotate's names."""
+    found = []
+    for n in range(1, 10):
+        for candidate in (f"{path}.{n}", f"{path}.{n}.gz"):
+            if os.path.exists(candidate):
+                found.append(candidate)
+    return list(reversed(found))
+
+
+class FileReader:
+    """Ingests one log file (and its rotations) for one source."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        classifier: Classifier,
+        source_key: str,
+        make_parser: Callable[[str], LineParser],
+        totals: Totals,
+        batch_lines: int = BATCH_LINES,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.classifier = classifier
+        self.source_key = source_key
+        self.make_parser = make_parser
+        self.totals = totals
+        self.batch_lines = batch_lines
+        self.on_progress = on_progress
+        self._reported = 0
+
+    def read(self, path: str, final: bool = True) -> None:
+        """Read what is new in ``path``; ``final`` False leaves a partial last line."""
+        stored = offsets.load(self.engine, self.source_key, path)
+        if stored is None:
+            for sibling in rotated_siblings(path):
+                self._backfill(sibling)
+        try:
+            handle = open_log(path)
+        except FileNotFoundError:
+            return
+        with handle:
+            current = offsets.fingerprint(handle)
+            if stored is not None and stored.fingerprint and current != stored.fingerprint:
+                if offsets.same_file(handle, stored.fingerprint):
+                    pass  # the same file, grown past its first fingerprint
+                else:
+                    self._finish_rotated(path, stored)
+                    stored = Offset()
+            start = stored or Offset()
+            size = os.fstat(handle.fileno()).st_size if not path.endswith(".gz") else None
+            if size is not None and start.position > size:  # truncated in place
+                start = Offset()
+            self._consume(handle, path, path, start, final)
+
+    def _backfill(self, sibling: str) -> None:
+        if offsets.load(self.engine, self.source_key, sibling) is not None:
+            return
+        with open_log(sibling) as handle:
+            self._consume(handle, sibling, sibling, Offset(), final=True)
+
+    def _finish_rotated(self, path: str, stored: Offset) -> None:
+        """The file we were reading was rotated: read the rest of it from its copy."""
+        for sibling in [f"{path}.1", f"{path}.1.gz", *rotated_siblings(path)]:
+            if not os.path.exists(sibling):
+                continue
+            with open_log(sibling) as handle:
+                if offsets.same_file(handle, stored.fingerprint):
+                    self._consume(handle, sibling, path, stored, final=True)
+                    return
+
+    def _consume(
+        self, handle: BinaryIO, path: str, key_path: str, start: Offset, final: bool
+    ) -> None:
+        parser = self.make_parser(path)
+        parser.restore(start.state)
+        handle.seek(start.position)
+        position = start.position
+        self._reported = position
+        batch = Batch(parser.source)
+        while True:
+            line = handle.readline(MAX_LINE + 1)
+            if not line:
+                break
+            line_start = position
+            if not line.endswith(b"\n"):
+                if len(line) > MAX_LINE:
+                    position += len(line) + _skip_rest(handle)
+                    batch.lines += 1
+                    batch.bad(path, line_start, "line longer than 1 MiB", line)
+                    continue
+                if not final:
+                    break  # still being written: read it whole next time
+            position += len(line)
+            batch.lines += 1
+            body = line.rstrip(b"\r\n")
+            if body:
+                try:
+                    parser.feed(body, batch)
+                except ParseError as exc:
+                    batch.bad(path, line_start, str(exc), body)
+            if batch.lines >= self.batch_lines:
+                self._flush(batch, handle, key_path, position, parser)
+                batch = Batch(parser.source)
+        if batch.lines or position != start.position:
+            self._flush(batch, handle, key_path, position, parser)
+
+    def _flush(
+        self, batch: Batch, handle: BinaryIO, key_path: str, position: int, parser: LineParser
+    ) -> None:
+        offset = Offset(position, offsets.fingerprint(handle), parser.state())
+        inode = _inode(handle)
+
+        def checkpoint(connection: Connection) -> None:
+            offsets.save(connection, self.source_key, key_path, offset, inode)
+
+        flush(self.engine, batch, self.classifier, self.totals, checkpoint)
+        if self.on_progress is not None:
+            self.on_progress(max(0, position - self._reported))
+        self._reported = position
+
+
+def _skip_rest(handle: BinaryIO) -> int:
+    """Discard the rest of an overlong line; returns the bytes skipped."""
+    skipped = 0
+    while True:
+        chunk = handle.readline(MAX_LINE)
+        skipped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped
+
+
+def _inode(handle: BinaryIO) -> int | None:
+    try:
+        return os.fstat(handle.fileno()).st_ino
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def file_size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
+__all__ = ["FileReader", "ParseError", "rotated_siblings"]

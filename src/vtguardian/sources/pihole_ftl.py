@@ -1,0 +1,110 @@
+"""Pi-hole's long-term query database (``pihole-FTL.db``), read-only, by query id.
+
+Works with the v6/v5 ``queries`` view over ``query_storage`` and with the old
+layout where ``queries`` is a table. Pi-hole writes to the file while we read,
+so a locked database is waited for, never an error; we never write to it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine
+
+from vtguardian.errors import InvalidInput
+from vtguardian.iocs import Classifier
+from vtguardian.sources import offsets
+from vtguardian.sources.batch import Batch, Totals, flush
+from vtguardian.sources.offsets import Offset
+
+SOURCE_KEY = "pihole-ftl"
+# Status codes Pi-hole documents as "blocked" (docs: database/query-database).
+BLOCKED_STATUS = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 11, 15, 16, 18})
+BATCH_ROWS = 50_000
+LOCK_RETRIES = 30
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    if not Path(path).is_file():
+        raise InvalidInput(f"Pi-hole database {path} does not exist")
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    connection.execute("PRAGMA query_only = ON")
+    return connection
+
+
+def _client_names(connection: sqlite3.Connection) -> dict[str, str]:
+    """Device names Pi-hole knows: ``client_by_id`` (v6) or ``network_addresses``."""
+    names: dict[str, str] = {}
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    for table in ("network_addresses", "client_by_id"):
+        if table in tables:
+            for ip, name in connection.execute(f"SELECT ip, name FROM {table}"):
+                if ip and name:
+                    names[str(ip)] = str(name)
+    return names
+
+
+def _with_retries(action: Callable[[], list[tuple]]) -> list[tuple]:
+    for attempt in range(LOCK_RETRIES):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise InvalidInput(f"cannot read the Pi-hole database: {exc}") from None
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+    raise InvalidInput("the Pi-hole database stayed locked; try again later")
+
+
+def ingest_ftl(
+    engine: Engine,
+    classifier: Classifier,
+    path: str,
+    totals: Totals,
+    batch_rows: int = BATCH_ROWS,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
+    stored = offsets.load(engine, SOURCE_KEY, path) or Offset(last_id=0)
+    last_id = stored.last_id or 0
+    connection = _connect(path)
+    try:
+        try:
+            names = _client_names(connection)
+        except sqlite3.DatabaseError as exc:
+            raise InvalidInput(f"{path} is not a Pi-hole database: {exc}") from None
+        while True:
+            rows = _with_retries(
+                lambda after=last_id: connection.execute(
+                    "SELECT id, timestamp, status, domain, client FROM queries "
+                    "WHERE id > ? ORDER BY id LIMIT ?",
+                    (after, batch_rows),
+                ).fetchall()
+            )
+            if not rows:
+                return
+            batch = Batch("pihole")
+            for query_id, stamp, status, domain, client in rows:
+                batch.lines += 1
+                if not isinstance(domain, str) or not isinstance(stamp, (int, float)):
+                    batch.bad(path, int(query_id), "query row with wrong field types", repr(domain))
+                    continue
+                batch.events += 1
+                client = str(client or "")
+                if client in names:
+                    batch.client_names[client] = names[client]
+                batch.see(
+                    "domain", domain, client, float(stamp), blocked=int(status in BLOCKED_STATUS)
+                )
+            last_id = int(rows[-1][0])
+            checkpoint_id = last_id
+
+            def checkpoint(db: Connection, checkpoint_id: int = checkpoint_id) -> None:
+                offsets.save(db, SOURCE_KEY, path, Offset(last_id=checkpoint_id), None)
+
+            flush(engine, batch, classifier, totals, checkpoint)
+            if on_progress is not None:
+                on_progress(len(rows))
+    finally:
+        connection.close()

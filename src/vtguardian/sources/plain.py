@@ -1,0 +1,28 @@
+"""Plain lists: one indicator per line, ``#`` comments, defanged forms accepted."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from vtguardian.sources.base import decode
+from vtguardian.sources.batch import Batch
+
+
+class PlainParser:
+    source = "plain"
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = now if now is not None else time.time()
+
+    def state(self) -> None:
+        return None
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        return None
+
+    def feed(self, line: bytes, batch: Batch) -> None:
+        text = decode(line).strip()
+        if text and not text.startswith("#"):
+            batch.events += 1
+            batch.see("", text, "", self.now)
