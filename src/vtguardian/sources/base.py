@@ -38,3 +38,8 @@ def text_field(value: Any) -> str | None:
     if not isinstance(value, str):
         raise ParseError(f"expected text, got {type(value).__name__}")
     return value
+
+
+def looks_like_ip(value: str) -> bool:
+    """Cheap pre-check for DNS answers: an address, not a CNAME like 2-01-ab.cdn.net."""
+    return ":" in value or (value[:1].isdigit() and value.replace(".", "").isdigit())

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from vtguardian.sources.base import ParseError, decode
+from vtguardian.sources.base import ParseError, decode, looks_like_ip
 from vtguardian.sources.batch import Batch
 
 _LINE = re.compile(
@@ -95,7 +95,7 @@ class DnsmasqParser:
         action, _, rest = message.partition(" ")
         if action in ("reply", "cached", "cached-stale"):
             name, _, value = rest.partition(" is ")
-            if value and (value[0].isdigit() or ":" in value) and not value.startswith("<"):
+            if value and looks_like_ip(value):
                 batch.events += 1
                 batch.see("ip", value, self._client(query_id, name), ts)
             return

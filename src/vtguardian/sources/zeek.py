@@ -8,22 +8,27 @@ the originator (``id.orig_h``; ``rx_hosts`` in older files logs).
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from vtguardian.sources.base import ParseError, decode
+from vtguardian.sources.base import ParseError, decode, looks_like_ip
 from vtguardian.sources.batch import Batch
 from vtguardian.sources.timeparse import BadTimestamp, epoch_value
 
 KINDS = ("dns", "http", "ssl", "files", "conn")
 
 
+_KIND_IN_NAME = re.compile(r"(?:^|[._-])(dns|http|ssl|files|conn)(?=[._-]|$)")
+
+
 def kind_from_name(path: str) -> str | None:
-    stem = Path(path).name.split(".")[0]
-    return stem if stem in KINDS else None
+    """``dns.log``, ``conn.00:00:00-01:00:00.log.gz``, ``site_http.log`` -> the log kind."""
+    found = _KIND_IN_NAME.findall(Path(path).name)
+    return found[-1] if found else None
 
 
 class ZeekParser:
@@ -115,7 +120,7 @@ class ZeekParser:
             if query:
                 batch.see("domain", query, orig, ts)
             for answer in self._list(record.get("answers"), tsv):
-                if answer[:1].isdigit() or ":" in answer:
+                if looks_like_ip(answer):
                     batch.see("ip", answer, orig, ts)
         elif kind == "http":
             host = _text(record.get("host"))

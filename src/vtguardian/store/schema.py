@@ -231,7 +231,7 @@ source_offsets = Table(
     Column("path", String(1024), nullable=False),
     Column("inode", BigInteger),
     # Hash of the file's first bytes: tells a rotated file from the one we were reading.
-    Column("fingerprint", String(64)),
+    Column("fingerprint", String(80)),
     Column("position", BigInteger, nullable=False, default=0),
     # For database sources (Pi-hole FTL): the last query id read.
     Column("last_id", BigInteger),

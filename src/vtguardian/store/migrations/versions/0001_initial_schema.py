@@ -103,7 +103,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("path", sa.String(length=1024), nullable=False),
         sa.Column("inode", sa.BigInteger(), nullable=True),
-        sa.Column("fingerprint", sa.String(length=64), nullable=True),
+        sa.Column("fingerprint", sa.String(length=80), nullable=True),
         sa.Column("position", sa.BigInteger(), nullable=False),
         sa.Column("last_id", sa.BigInteger(), nullable=True),
         sa.Column("state", sa.JSON(), nullable=True),
