@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ipaddress
 import json
@@ -13,10 +14,16 @@ from datetime import datetime
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from sources_helpers import SHARED, ingest, stored_hits
 from vtguardian.intel.queue import TIER_ALERT
+from vtguardian.sources.base import ParseError
+from vtguardian.sources.batch import Batch
+from vtguardian.sources.ingest import parser_factory
+from vtguardian.sources.suricata import SuricataParser
 
 LOCAL_SUFFIXES = (".local", ".lan", ".arpa", ".internal", ".home")
 
@@ -421,3 +428,34 @@ def test_csv_module_agrees_with_zeek_tsv_field_count():
     with open(path) as handle:
         rows = [r for r in csv.reader(handle, delimiter="\t") if r and not r[0].startswith("#")]
     assert len(rows) == 300 and {len(r) for r in rows} == {24}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from(["suricata", "zeek", "ecs", "plain", "dnsmasq"]))
+def test_parsers_only_ever_raise_parse_errors(data, source):
+    """Random bytes are a recorded bad line, never a crash of the collector."""
+    parser = parser_factory(source)("x.log")
+    batch = Batch(parser.source)
+    for line in data.split(b"\n"):
+        with contextlib.suppress(ParseError):
+            parser.feed(line, batch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["timestamp", "event_type", "src_ip", "dest_ip", "dns", "tls", "http",
+                         "alert", "fileinfo", "flow"]),
+        st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+                     | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=8),
+    ),
+    st.sampled_from(["dns", "tls", "http", "alert", "fileinfo", "flow"]),
+)  # fmt: skip
+def test_suricata_wrong_types_are_parse_errors(event, event_type):
+    event["event_type"] = event_type
+    event.setdefault("timestamp", "2024-05-01T10:15:00.123456+0000")
+    parser = SuricataParser(flows=True)
+    with contextlib.suppress(ParseError):
+        parser.feed(orjson.dumps(event), Batch("suricata"))

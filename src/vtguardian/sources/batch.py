@@ -25,7 +25,7 @@ from vtguardian.store.entities import ensure_clients, ensure_iocs
 from vtguardian.store.schema import ids_alerts, ingest_errors, verdicts
 from vtguardian.store.sightings import add_sightings
 
-# kind hint (or "" to detect), raw value, client, hour (epoch)
+# kind hint (or "" to detect), raw value, client, hour (Unix time // 3600)
 RawKey = tuple[str, str, str, int]
 
 
@@ -85,7 +85,7 @@ class Batch:
         self, kind: str, raw: str, client: str, ts: float, blocked: int = 0, hits: int = 1
     ) -> None:
         """One observation of ``raw`` by ``client`` at Unix time ``ts``."""
-        key = (kind, raw, client, int(ts) - int(ts) % 3600)
+        key = (kind, raw, client, int(ts // 3600))
         entry = self.counts.get(key)
         if entry is None:
             self.counts[key] = [hits, blocked, ts]
@@ -127,6 +127,7 @@ def flush(
     skipped = invalid = hits_total = 0
     resolved: dict[tuple[str, str], tuple[str, str] | None] = {}
     invalid_values: set[tuple[str, str]] = set()
+    hours: dict[int, datetime] = {}
     for (kind, raw, client, hour), (hits, blocked, last) in batch.counts.items():
         if (kind, raw) not in resolved:
             result = (
@@ -148,7 +149,10 @@ def flush(
             continue
         hits_total += hits
         when = to_datetime(last)
-        key = (ioc, client, to_datetime(hour))
+        hour_start = hours.get(hour)
+        if hour_start is None:
+            hour_start = hours[hour] = to_datetime(hour * 3600)
+        key = (ioc, client, hour_start)
         entry = merged.get(key)
         if entry is None:
             merged[key] = [hits, blocked, when]

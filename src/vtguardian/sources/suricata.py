@@ -80,18 +80,20 @@ class SuricataParser:
     def _dns(self, event: dict[str, Any], ts: float, batch: Batch) -> None:
         dns = event["dns"]
         kind = dns.get("type")
-        if kind in ("query", "request"):
+        if kind == "query" or kind == "request":
             client = event.get("src_ip") or ""
+            name = dns.get("rrname")
+            if name.__class__ is str:  # v1/v2: the common case, checked first
+                batch.see("domain", name, client, ts)
+                return
             queries = dns.get("queries")
             if isinstance(queries, list):  # v3 (Suricata 8+)
                 for query in queries:
                     name = text_field(query.get("rrname"))
                     if name:
                         batch.see("domain", name, client, ts)
-            else:
-                name = text_field(dns.get("rrname"))
-                if name:
-                    batch.see("domain", name, client, ts)
+            elif name is not None:
+                raise ParseError("dns.rrname is not text")
             return
         if kind not in ("answer", "response"):
             return

@@ -7,7 +7,7 @@ and seconds are computed per line. Everything becomes a float Unix time (UTC).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 
@@ -27,8 +27,22 @@ def _iso_hour(prefix: str, zone: str) -> float:
     return moment.timestamp()
 
 
+_FAST_HOURS: dict[str, float] = {}
+
+
 def iso_epoch(text: str) -> float:
     """``2018-07-05T15:01:09.820360-0400``, ``...Z``, ``...+02:00`` -> Unix time."""
+    # Fast path for Suricata's own format, 2018-07-05T15:01:09.820360-0400.
+    if text.__class__ is str and len(text) == 31 and text[19] == "." and text[26] in "+-":
+        hour = _FAST_HOURS.get(key := text[:13] + text[26:])
+        if hour is None and text[14:16].isdigit() and text[17:19].isdigit():
+            hour = _FAST_HOURS[key] = _iso_hour(text[:13], text[26:])
+        if hour is not None:
+            return hour + int(text[14:16]) * 60 + int(text[17:19]) + int(text[20:26]) * 1e-6
+    return _iso_epoch_any(text)
+
+
+def _iso_epoch_any(text: str) -> float:
     if not isinstance(text, str) or len(text) < 19 or text[10] not in "T ":
         raise BadTimestamp(f"bad timestamp {str(text)[:40]!r}")
     if text.endswith("Z"):
@@ -59,5 +73,9 @@ def epoch_value(value: object) -> float:
     raise BadTimestamp(f"bad timestamp {str(value)[:40]!r}")
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def to_datetime(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+    """Naive UTC, as stored; about twice as fast as fromtimestamp + replace."""
+    return _EPOCH + timedelta(seconds=epoch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, func
+from sqlalchemy import Connection, DateTime, Table, func
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -51,7 +51,45 @@ def upsert(
             first = keys[0]
             updates = {first: table.c[first]}
         stmt = stmt.on_duplicate_key_update(updates)
-    connection.execute(stmt, list(ordered))
+    if len(ordered) < FAST_PATH_ROWS:
+        connection.execute(stmt, list(ordered))
+        return
+    _execute_many(connection, table, stmt, ordered)
+
+
+# Above this many rows the statement is compiled once and the rows handed straight to
+# the driver: SQLAlchemy's per-row parameter processing would cost more than the write.
+FAST_PATH_ROWS = 200
+
+
+def _execute_many(
+    connection: Connection, table: Table, stmt: Any, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``executemany`` through the DBAPI, with the one conversion SQLAlchemy would do.
+
+    Every row must carry every NOT NULL column: Python-side column defaults are not
+    applied on this path. SQLite stores DATETIME as text in SQLAlchemy's format
+    (``YYYY-MM-DD HH:MM:SS.ffffff``, which naive ``isoformat(" ", "microseconds")``
+    produces); MySQL drivers take datetimes as they are.
+    """
+    names = list(rows[0].keys())
+    compiled = stmt.compile(dialect=connection.dialect, column_keys=names)
+    order = list(compiled.positiontup) if compiled.positional else names
+    sqlite = connection.dialect.name == "sqlite"
+    dates = {name for name in order if sqlite and isinstance(table.c[name].type, DateTime)}
+    if compiled.positional:
+        params: list[Any] = [
+            tuple(
+                row[name].isoformat(" ", "microseconds")
+                if name in dates and row[name]
+                else row[name]
+                for name in order
+            )
+            for row in rows
+        ]
+    else:
+        params = [dict(row) for row in rows]
+    connection.exec_driver_sql(str(compiled), params)
 
 
 def _updates(

@@ -1,0 +1,181 @@
+"""Ingest speed of Suricata eve.json against a bare JSON read (issue: Collectors).
+
+Generates a 1M-event eve.json (a busy household: 50 clients, Zipf-popular
+domains, answers, TLS, HTTP, a few alerts) and prints, measured in one run:
+- events/s of a bare ``orjson.loads`` loop over the same file (the ceiling);
+- events/s of ``vtguardian ingest`` into SQLite and into MariaDB, and the ratio
+  to the bare loop (target >= 0.5), with each run's peak RSS (target < 200 MB);
+- events/s of the naive approach of the original Home Network Guardian scripts,
+  one SELECT + INSERT per line on MariaDB (measured on a slice, it is slow).
+
+Each phase runs in its own process so its peak memory is its own.
+Usage: python benchmarks/ingest.py [--events 1000000] [--mariadb URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+MARIADB = os.environ.get("VTGUARDIAN_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def generate(path: Path, events: int, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    domains = [f"www.site{n}.example.com" for n in range(20_000)]
+    clients = [f"192.168.1.{n}" for n in range(10, 60)]
+    with path.open("wb") as handle:
+        for n in range(events):
+            second = n * 86_400 // events
+            ts = f"2024-05-01T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}.{n % 1_000_000:06d}+0200"
+            client = clients[int(rng.paretovariate(1.5)) % len(clients)]
+            domain = domains[int(rng.paretovariate(1.1)) % len(domains)]
+            roll = rng.random()
+            base = {"timestamp": ts, "flow_id": n, "src_ip": client, "dest_ip": "192.168.1.1"}
+            if roll < 0.55:
+                event = {**base, "event_type": "dns", "proto": "UDP",
+                         "dns": {"type": "query", "id": n % 65536, "rrname": domain, "rrtype": "A", "tx_id": 0}}
+            elif roll < 0.8:
+                event = {**base, "event_type": "dns", "src_ip": "192.168.1.1", "dest_ip": client, "proto": "UDP",
+                         "dns": {"version": 2, "type": "answer", "id": n % 65536, "rrname": domain, "rrtype": "A",
+                                 "rcode": "NOERROR", "grouped": {"A": [f"93.184.{n % 200}.{n % 250 + 1}"]}}}
+            elif roll < 0.95:
+                event = {**base, "event_type": "tls", "dest_ip": "93.184.216.34", "dest_port": 443, "proto": "TCP",
+                         "tls": {"sni": domain, "version": "TLS 1.3"}}
+            elif roll < 0.999:
+                event = {**base, "event_type": "http", "dest_ip": "93.184.216.34", "dest_port": 80, "proto": "TCP",
+                         "http": {"hostname": domain, "url": f"/index{n % 50}.html", "http_method": "GET"}}
+            else:
+                event = {**base, "event_type": "alert", "dest_ip": f"185.220.{n % 100}.{n % 200 + 1}", "proto": "TCP",
+                         "alert": {"signature_id": 2013028, "signature": "ET POLICY curl User-Agent Outbound",
+                                   "category": "Attempted Information Leak", "severity": 2}}  # fmt: skip
+            handle.write(orjson.dumps(event) + b"\n")
+
+
+def phase_bare(path: str) -> dict:
+    started = time.perf_counter()
+    count = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            orjson.loads(line)
+            count += 1
+    return {"events": count, "seconds": time.perf_counter() - started}
+
+
+def phase_ingest(path: str, url: str) -> dict:
+    from vtguardian.iocs import Classifier
+    from vtguardian.sources.ingest import ingest_paths
+    from vtguardian.store import migrate
+    from vtguardian.store.engine import make_engine
+
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    started = time.perf_counter()
+    totals = ingest_paths(engine, Classifier(), "suricata", [path])
+    return {"events": totals.events, "seconds": time.perf_counter() - started}
+
+
+def phase_naive(path: str, url: str, limit: int) -> dict:
+    """The original scripts: for each line, SELECT the domain, INSERT it when new."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE IF NOT EXISTS naive_domains (id INT AUTO_INCREMENT PRIMARY KEY, domain VARCHAR(255), client VARCHAR(45), ts VARCHAR(40), INDEX (domain))"))  # fmt: skip
+    started = time.perf_counter()
+    count = 0
+    with open(path, "rb") as handle, engine.connect() as connection:
+        for line in handle:
+            if count >= limit:
+                break
+            event = orjson.loads(line)
+            count += 1
+            name = (event.get("dns") or event.get("tls") or event.get("http") or {})
+            domain = name.get("rrname") or name.get("sni") or name.get("hostname")
+            if not domain:
+                continue
+            found = connection.execute(text("SELECT id FROM naive_domains WHERE domain = :d"), {"d": domain}).first()
+            if found is None:
+                connection.execute(text("INSERT INTO naive_domains (domain, client, ts) VALUES (:d, :c, :t)"),
+                                   {"d": domain, "c": event["src_ip"], "t": event["timestamp"]})
+            connection.commit()  # fmt: skip
+    return {"events": count, "seconds": time.perf_counter() - started}
+
+
+def run_phase(*args: str) -> dict:
+    """Run one phase in a child process; add its peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    output = subprocess.run(
+        [sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=True
+    ).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result["peak_rss_mb"] = max(peak, before) / 1024
+    return result
+
+
+def temporary_database() -> tuple[str, callable]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = create_engine(make_url(MARIADB).set(database=None), isolation_level="AUTOCOMMIT")
+    name = f"vtg_bench_{uuid.uuid4().hex[:8]}"
+    with server.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+
+    def drop() -> None:
+        with server.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+
+    return make_url(MARIADB).set(database=name).render_as_string(hide_password=False), drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--naive-events", type=int, default=20_000)
+    parser.add_argument("--phase", nargs="*")
+    args = parser.parse_args()
+    if args.phase:
+        name, *rest = args.phase
+        result = {"bare": phase_bare, "ingest": phase_ingest, "naive": phase_naive}[name](
+            *[int(x) if x.isdigit() else x for x in rest]
+        )
+        print(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        eve = Path(folder) / "eve.json"
+        generate(eve, args.events)
+        size = eve.stat().st_size / 1e6
+        print(f"eve.json: {args.events} events, {size:.0f} MB (machine: {os.cpu_count()} cores)")
+        bare = run_phase("bare", str(eve))
+        bare_rate = bare["events"] / bare["seconds"]
+        print(f"bare orjson.loads loop:     {bare_rate:>10,.0f} events/s")
+        sqlite = run_phase("ingest", str(eve), f"sqlite:///{Path(folder) / 'bench.db'}")
+        rate = sqlite["events"] / sqlite["seconds"]
+        print(f"vtguardian -> SQLite:       {rate:>10,.0f} events/s  ratio {rate / bare_rate:.2f}  peak RSS {sqlite['peak_rss_mb']:.0f} MB")
+        url, drop = temporary_database()
+        try:
+            maria = run_phase("ingest", str(eve), url)
+            rate_m = maria["events"] / maria["seconds"]
+            print(f"vtguardian -> MariaDB:      {rate_m:>10,.0f} events/s  ratio {rate_m / bare_rate:.2f}  peak RSS {maria['peak_rss_mb']:.0f} MB")
+            naive = run_phase("naive", str(eve), url, str(args.naive_events))
+            rate_n = naive["events"] / naive["seconds"]
+            print(f"naive SELECT+INSERT/line:   {rate_n:>10,.0f} events/s  (on {naive['events']} events; vtguardian is {rate_m / rate_n:.0f}x faster)")
+        finally:
+            drop()  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
