@@ -38,28 +38,77 @@ def generate(path: Path, events: int, seed: int = 3) -> None:
     with path.open("wb") as handle:
         for n in range(events):
             second = n * 86_400 // events
-            ts = f"2024-05-01T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}.{n % 1_000_000:06d}+0200"
+            clock = f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+            ts = f"2024-05-01T{clock}.{n % 1_000_000:06d}+0200"
             client = clients[int(rng.paretovariate(1.5)) % len(clients)]
             domain = domains[int(rng.paretovariate(1.1)) % len(domains)]
             roll = rng.random()
             base = {"timestamp": ts, "flow_id": n, "src_ip": client, "dest_ip": "192.168.1.1"}
             if roll < 0.55:
-                event = {**base, "event_type": "dns", "proto": "UDP",
-                         "dns": {"type": "query", "id": n % 65536, "rrname": domain, "rrtype": "A", "tx_id": 0}}
+                event = {
+                    **base,
+                    "event_type": "dns",
+                    "proto": "UDP",
+                    "dns": {
+                        "type": "query",
+                        "id": n % 65536,
+                        "rrname": domain,
+                        "rrtype": "A",
+                        "tx_id": 0,
+                    },
+                }
             elif roll < 0.8:
-                event = {**base, "event_type": "dns", "src_ip": "192.168.1.1", "dest_ip": client, "proto": "UDP",
-                         "dns": {"version": 2, "type": "answer", "id": n % 65536, "rrname": domain, "rrtype": "A",
-                                 "rcode": "NOERROR", "grouped": {"A": [f"93.184.{n % 200}.{n % 250 + 1}"]}}}
+                event = {
+                    **base,
+                    "event_type": "dns",
+                    "src_ip": "192.168.1.1",
+                    "dest_ip": client,
+                    "proto": "UDP",
+                    "dns": {
+                        "version": 2,
+                        "type": "answer",
+                        "id": n % 65536,
+                        "rrname": domain,
+                        "rrtype": "A",
+                        "rcode": "NOERROR",
+                        "grouped": {"A": [f"93.184.{n % 200}.{n % 250 + 1}"]},
+                    },
+                }
             elif roll < 0.95:
-                event = {**base, "event_type": "tls", "dest_ip": "93.184.216.34", "dest_port": 443, "proto": "TCP",
-                         "tls": {"sni": domain, "version": "TLS 1.3"}}
+                event = {
+                    **base,
+                    "event_type": "tls",
+                    "dest_ip": "93.184.216.34",
+                    "dest_port": 443,
+                    "proto": "TCP",
+                    "tls": {"sni": domain, "version": "TLS 1.3"},
+                }
             elif roll < 0.999:
-                event = {**base, "event_type": "http", "dest_ip": "93.184.216.34", "dest_port": 80, "proto": "TCP",
-                         "http": {"hostname": domain, "url": f"/index{n % 50}.html", "http_method": "GET"}}
+                event = {
+                    **base,
+                    "event_type": "http",
+                    "dest_ip": "93.184.216.34",
+                    "dest_port": 80,
+                    "proto": "TCP",
+                    "http": {
+                        "hostname": domain,
+                        "url": f"/index{n % 50}.html",
+                        "http_method": "GET",
+                    },
+                }
             else:
-                event = {**base, "event_type": "alert", "dest_ip": f"185.220.{n % 100}.{n % 200 + 1}", "proto": "TCP",
-                         "alert": {"signature_id": 2013028, "signature": "ET POLICY curl User-Agent Outbound",
-                                   "category": "Attempted Information Leak", "severity": 2}}  # fmt: skip
+                event = {
+                    **base,
+                    "event_type": "alert",
+                    "dest_ip": f"185.220.{n % 100}.{n % 200 + 1}",
+                    "proto": "TCP",
+                    "alert": {
+                        "signature_id": 2013028,
+                        "signature": "ET POLICY curl User-Agent Outbound",
+                        "category": "Attempted Information Leak",
+                        "severity": 2,
+                    },
+                }
             handle.write(orjson.dumps(event) + b"\n")
 
 
@@ -92,7 +141,12 @@ def phase_naive(path: str, url: str, limit: int) -> dict:
 
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE IF NOT EXISTS naive_domains (id INT AUTO_INCREMENT PRIMARY KEY, domain VARCHAR(255), client VARCHAR(45), ts VARCHAR(40), INDEX (domain))"))  # fmt: skip
+        connection.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS naive_domains (id INT AUTO_INCREMENT PRIMARY KEY, "
+                "domain VARCHAR(255), client VARCHAR(45), ts VARCHAR(40), INDEX (domain))"
+            )
+        )
     started = time.perf_counter()
     count = 0
     with open(path, "rb") as handle, engine.connect() as connection:
@@ -101,15 +155,19 @@ def phase_naive(path: str, url: str, limit: int) -> dict:
                 break
             event = orjson.loads(line)
             count += 1
-            name = (event.get("dns") or event.get("tls") or event.get("http") or {})
+            name = event.get("dns") or event.get("tls") or event.get("http") or {}
             domain = name.get("rrname") or name.get("sni") or name.get("hostname")
             if not domain:
                 continue
-            found = connection.execute(text("SELECT id FROM naive_domains WHERE domain = :d"), {"d": domain}).first()
+            found = connection.execute(
+                text("SELECT id FROM naive_domains WHERE domain = :d"), {"d": domain}
+            ).first()
             if found is None:
-                connection.execute(text("INSERT INTO naive_domains (domain, client, ts) VALUES (:d, :c, :t)"),
-                                   {"d": domain, "c": event["src_ip"], "t": event["timestamp"]})
-            connection.commit()  # fmt: skip
+                connection.execute(
+                    text("INSERT INTO naive_domains (domain, client, ts) VALUES (:d, :c, :t)"),
+                    {"d": domain, "c": event["src_ip"], "t": event["timestamp"]},
+                )
+            connection.commit()
     return {"events": count, "seconds": time.perf_counter() - started}
 
 
@@ -164,17 +222,26 @@ def main() -> None:
         print(f"bare orjson.loads loop:     {bare_rate:>10,.0f} events/s")
         sqlite = run_phase("ingest", str(eve), f"sqlite:///{Path(folder) / 'bench.db'}")
         rate = sqlite["events"] / sqlite["seconds"]
-        print(f"vtguardian -> SQLite:       {rate:>10,.0f} events/s  ratio {rate / bare_rate:.2f}  peak RSS {sqlite['peak_rss_mb']:.0f} MB")
+        print(
+            f"vtguardian -> SQLite:       {rate:>10,.0f} events/s  ratio {rate / bare_rate:.2f}"
+            f"  peak RSS {sqlite['peak_rss_mb']:.0f} MB"
+        )
         url, drop = temporary_database()
         try:
             maria = run_phase("ingest", str(eve), url)
             rate_m = maria["events"] / maria["seconds"]
-            print(f"vtguardian -> MariaDB:      {rate_m:>10,.0f} events/s  ratio {rate_m / bare_rate:.2f}  peak RSS {maria['peak_rss_mb']:.0f} MB")
+            print(
+                f"vtguardian -> MariaDB:      {rate_m:>10,.0f} events/s  "
+                f"ratio {rate_m / bare_rate:.2f}  peak RSS {maria['peak_rss_mb']:.0f} MB"
+            )
             naive = run_phase("naive", str(eve), url, str(args.naive_events))
             rate_n = naive["events"] / naive["seconds"]
-            print(f"naive SELECT+INSERT/line:   {rate_n:>10,.0f} events/s  (on {naive['events']} events; vtguardian is {rate_m / rate_n:.0f}x faster)")
+            print(
+                f"naive SELECT+INSERT/line:   {rate_n:>10,.0f} events/s  "
+                f"(on {naive['events']} events; vtguardian is {rate_m / rate_n:.0f}x faster)"
+            )
         finally:
-            drop()  # fmt: skip
+            drop()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from vtguardian.sources.batch import Batch, Totals, flush
 from vtguardian.sources.offsets import Offset
 
 MAX_LINE = 1 << 20
+CHUNK_BYTES = 1 << 22
 BATCH_LINES = 50_000
 
 
@@ -114,30 +115,43 @@ class FileReader:
         position = start.position
         self._reported = position
         batch = Batch(parser.source)
+        feed = parser.feed
+        pending = b""
         while True:
-            line = handle.readline(MAX_LINE + 1)
-            if not line:
+            chunk = handle.read(CHUNK_BYTES)
+            if not chunk:
                 break
-            line_start = position
-            if not line.endswith(b"\n"):
+            lines = (pending + chunk if pending else chunk).split(b"\n")
+            pending = lines.pop()  # no newline yet: the start of the next line
+            for line in lines:
+                line_start = position
+                position += len(line) + 1
+                batch.lines += 1
                 if len(line) > MAX_LINE:
-                    position += len(line) + _skip_rest(handle)
-                    batch.lines += 1
                     batch.bad(path, line_start, "line longer than 1 MiB", line)
                     continue
-                if not final:
-                    break  # still being written: read it whole next time
-            position += len(line)
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if line:
+                    try:
+                        feed(line, batch)
+                    except ParseError as exc:
+                        batch.bad(path, line_start, str(exc), line)
+                if batch.lines >= self.batch_lines:
+                    self._flush(batch, handle, key_path, position, parser)
+                    batch = Batch(parser.source)
+            if len(pending) > MAX_LINE:
+                batch.bad(path, position, "line longer than 1 MiB", pending)
+                batch.lines += 1
+                position += len(pending) + _skip_rest(handle)
+                pending = b""
+        if pending and final:  # a last line without a newline, in a file that is complete
             batch.lines += 1
-            body = line.rstrip(b"\r\n")
-            if body:
-                try:
-                    parser.feed(body, batch)
-                except ParseError as exc:
-                    batch.bad(path, line_start, str(exc), body)
-            if batch.lines >= self.batch_lines:
-                self._flush(batch, handle, key_path, position, parser)
-                batch = Batch(parser.source)
+            try:
+                feed(pending.rstrip(b"\r"), batch)
+            except ParseError as exc:
+                batch.bad(path, position, str(exc), pending)
+            position += len(pending)
         if batch.lines or position != start.position:
             self._flush(batch, handle, key_path, position, parser)
 
