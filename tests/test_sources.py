@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections import Counter
 from datetime import datetime
@@ -459,3 +460,27 @@ def test_suricata_wrong_types_are_parse_errors(event, event_type):
     parser = SuricataParser(flows=True)
     with contextlib.suppress(ParseError):
         parser.feed(orjson.dumps(event), Batch("suricata"))
+
+
+def test_pihole_ftl_waits_for_a_locked_database(engine, tmp_path):
+    path = tmp_path / "pihole-FTL.db"
+    ftl = _ftl_db(path, "v6")
+    ftl.execute(
+        "INSERT INTO query_storage (id, timestamp, type, status, domain, client) "
+        "VALUES (1, 1700000000, 1, 2, 1, 1)"
+    )
+    ftl.commit()
+    ftl.execute("BEGIN EXCLUSIVE")  # Pi-hole in the middle of writing
+    done = threading.Event()
+    result = {}
+
+    def run():
+        result["totals"] = ingest(engine, "pihole-ftl", path)
+        done.set()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert not done.wait(0.8)  # waiting, not failing
+    ftl.rollback()
+    worker.join(timeout=30)
+    assert result["totals"].sightings == 1
