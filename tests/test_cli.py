@@ -35,13 +35,25 @@ def test_root_help_lists_commands():
         assert name in result.stdout
 
 
-def test_demo_walkthrough_stores_only_eligible_indicators(tmp_path):
-    result = run_cli("demo", "--dir", str(tmp_path / "demo"))
+def test_demo_runs_the_pipeline_offline(tmp_path):
+    result = run_cli("demo", "--dir", str(tmp_path / "demo"), timeout=300)
     assert result.returncode == 0, result.stderr
     database = tmp_path / "demo" / "vtguardian-demo.db"
     with sqlite3.connect(database) as connection:
         values = {row[0] for row in connection.execute("SELECT value FROM iocs")}
-    assert "example.com" in values and "8.8.8.8" in values
-    assert "http://malware-c2.example.net/gate.php" in values
-    for private in ("192.168.1.10", "printer.local", "router", "fe80::1", "100.64.1.1"):
+        verdicts = dict(
+            connection.execute(
+                "SELECT i.value, v.verdict FROM verdicts v JOIN iocs i ON i.id = v.ioc_id"
+            ).fetchall()
+        )
+        queued = connection.execute("SELECT COUNT(*) FROM lookup_queue").fetchone()[0]
+        alerts = connection.execute("SELECT COUNT(*) FROM ids_alerts").fetchone()[0]
+    assert verdicts["malware-c2.example.net"] == "malicious"
+    assert verdicts["phish-login.example.org"] == "malicious"
+    assert verdicts["www.google.com"] == "harmless"
+    assert set(verdicts) == values and queued == 0  # every IoC answered
+    assert alerts == 1
+    for private in ("printer.local", "nas.home.arpa", "router", "wpad.lan"):
         assert private not in values
+    assert "malware-c2.example.net" in result.stdout
+    assert "requests, one per eligible IoC" in result.stdout

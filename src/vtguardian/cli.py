@@ -513,31 +513,52 @@ def ingest(
 def demo(
     folder: Annotated[
         Path,
-        typer.Option("--dir", help="Where to put the demo database.", show_default=True),
+        typer.Option("--dir", help="Where to write the demo logs and database."),
     ] = Path("vtguardian-demo"),
 ) -> None:
-    """Offline walkthrough, no API key needed: classify sample indicators, store them."""
+    """The whole pipeline offline, no API key needed: sample Pi-hole and Suricata logs,
+    ingest, lookups against the built-in VirusTotal emulator, verdicts."""
+    from rich.progress import BarColumn, Progress, TextColumn
     from rich.table import Table
 
-    from vtguardian.walkthrough import run_walkthrough
+    from vtguardian.demo import run_demo
 
-    result = run_walkthrough(folder)
-    table = Table(title="What vtguardian would look up, and what stays private")
-    for column in ("input", "type", "normalised", "look up?", "why not"):
+    out.print(
+        "Demo: two days of a household's Pi-hole and Suricata logs, looked up against the "
+        "built-in VirusTotal emulator (its quota is raised for the demo; the public API "
+        "allows 4 requests/minute)."
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}"))
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task("VirusTotal lookups", total=None)
+
+        def update(report, remaining: int) -> None:
+            done = report.found + report.not_found
+            progress.update(task, completed=done, total=done + remaining)
+
+        result = run_demo(folder, update)
+    t = result.ingested
+    out.print(
+        f"Ingested {t.lines} log lines: {t.iocs} IoCs in {t.sightings} sightings; "
+        f"{t.skipped_private} private/local values kept at home."
+    )
+    out.print(
+        f"VirusTotal (emulated): {result.lookups.requests} requests, one per eligible IoC "
+        f"({result.requests_seen_by_emulator} reached the emulator). Verdicts: "
+        + ", ".join(f"{count} {verdict}" for verdict, count in result.verdicts.items())
+    )
+    table = Table(title="What needs your attention")
+    for column in ("type", "IoC", "verdict", "ratio", "devices"):
         table.add_column(column, overflow="fold")
-    for item in result.results:
+    shown = result.findings[:15]
+    for kind, value, verdict, ratio, devices in shown:
         table.add_row(
-            item.input,
-            item.type.value if item.type else "-",
-            item.value or "-",
-            "[green]yes[/]" if item.eligible else "[red]no[/]",
-            item.reason or "",
+            kind, value, _styled(verdict), f"{ratio:.1%}" if ratio is not None else "-", devices
         )
     out.print(table)
-    out.print(
-        f"{result.stored} indicators stored as sightings in {result.database}; "
-        f"{len(result.results) - result.stored} kept private or rejected."
-    )
+    if len(result.findings) > len(shown):
+        out.print(f"... and {len(result.findings) - len(shown)} more in the database.")
+    out.print(f"Database: {result.database}")
 
 
 def main() -> None:

@@ -65,9 +65,17 @@ class Totals:
     skipped_private: int = 0
     invalid: int = 0
     errors: int = 0
+    # Distinct IoCs of the whole run, so one seen in two batches counts once.
+    seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "seen"}
+
+    def add(self, other: Totals) -> None:
+        for name, value in other.as_dict().items():
+            setattr(self, name, getattr(self, name) + value)
+        self.seen |= other.seen
+        self.iocs = len(self.seen)
 
 
 @dataclass
@@ -217,7 +225,8 @@ def flush(
     run_in_transaction(engine, work)
     totals.lines += batch.lines
     totals.events += batch.events
-    totals.iocs += len(first_last)
+    totals.seen.update(first_last)
+    totals.iocs = len(totals.seen)
     totals.sightings += hits_total
     totals.skipped_private += skipped
     totals.invalid += invalid

@@ -102,8 +102,7 @@ def ingest_configured(
         raise errors[0]
     total = Totals()
     for part in results:
-        for name, value in part.as_dict().items():
-            setattr(total, name, getattr(total, name) + value)
+        total.add(part)
     return total
 
 

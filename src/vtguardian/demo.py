@@ -1,0 +1,215 @@
+"""``vtguardian demo``: the whole pipeline offline, no API key, no network.
+
+It writes two days of a household's Pi-hole log and Suricata eve.json (real
+formats: devices, popular and rare domains, local names, a few malicious
+domains, an IDS alert, a downloaded file), ingests them, starts the built-in
+VirusTotal emulator, looks every eligible IoC up through vt-py over HTTP, and
+returns what a user would want to see first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import orjson
+from sqlalchemy import Engine, text
+
+from vtguardian.config import Settings
+from vtguardian.intel.lookup import LookupService, WorkerReport
+from vtguardian.iocs import Classifier
+from vtguardian.sources.batch import Totals
+from vtguardian.sources.ingest import ingest_paths
+from vtguardian.store import migrate
+from vtguardian.store.engine import make_engine
+from vtguardian.testing.vt_content import load_seed_file
+from vtguardian.testing.vt_emulator import DEFAULT_KEY, EmulatorServer, VirusTotalEmulator
+
+DEVICES = {
+    "192.168.1.10": "laptop-anna",
+    "192.168.1.11": "phone-ben",
+    "192.168.1.12": "smart-tv",
+    "192.168.1.13": "tablet-kids",
+    "192.168.1.14": "nas",
+    "192.168.1.15": "thermostat",
+    "192.168.1.16": "desktop-office",
+    "192.168.1.17": "phone-anna",
+}
+POPULAR = [
+    "www.google.com", "connectivitycheck.gstatic.com", "api.spotify.com", "www.youtube.com",
+    "graph.facebook.com", "www.wikipedia.org", "outlook.office365.com", "time.apple.com",
+    "netflix.com", "updates.example-os.com", "weather.example.org", "news.example.com",
+]  # fmt: skip
+LOCAL = ["printer.local", "nas.home.arpa", "router", "wpad.lan", "10.1.168.192.in-addr.arpa"]
+MALICIOUS = {
+    "malware-c2.example.net": "192.168.1.13",
+    "phish-login.example.org": "192.168.1.11",
+}
+SUSPICIOUS = ["one-engine-fp.example.com", "grayware.example.com"]
+EICAR_SHA256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+
+
+@dataclass
+class DemoResult:
+    database: Path
+    ingested: Totals
+    lookups: WorkerReport
+    verdicts: dict[str, int]
+    findings: list[tuple[str, str, str, float | None, str]]
+    requests_seen_by_emulator: int
+
+
+def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, Path]:
+    """Two days of pihole.log and eve.json, ending ``now`` (local time for syslog)."""
+    rng = random.Random(seed)
+    rare = [f"cdn{n}.example-cdn.net" for n in range(40)]
+    pihole_lines: list[str] = []
+    start = now - timedelta(days=2)
+    serial = 100
+    for minute in range(0, 2 * 24 * 60, 3):
+        moment = (start + timedelta(minutes=minute)).astimezone()
+        stamp = f"{moment:%b} {moment.day:>2} {moment:%H:%M:%S}"
+        client = rng.choice(list(DEVICES))
+        roll = rng.random()
+        if roll < 0.6:
+            name = rng.choice(POPULAR)
+        elif roll < 0.8:
+            name = rng.choice(rare)
+        elif roll < 0.9:
+            name = rng.choice(LOCAL)
+        elif roll < 0.95:
+            name = rng.choice(SUSPICIOUS)
+        else:
+            name, client = rng.choice(list(MALICIOUS.items()))
+        serial += 1
+        pihole_lines.append(f"{stamp} dnsmasq[612]: query[A] {name} from {client}")
+        if name.startswith("ads.") or rng.random() < 0.08:
+            pihole_lines.append(f"{stamp} dnsmasq[612]: gravity blocked {name} is 0.0.0.0")
+        elif "." in name and not name.endswith((".local", ".lan", ".arpa")):
+            digest = zlib.crc32(name.encode())  # each name resolves to its own address
+            address = f"93.184.{digest % 200}.{digest // 200 % 250 + 1}"
+            pihole_lines.append(f"{stamp} dnsmasq[612]: reply {name} is {address}")
+    pihole = folder / "pihole.log"
+    pihole.write_text("\n".join(pihole_lines) + "\n")
+
+    events: list[bytes] = []
+    for hour in range(0, 48, 2):
+        moment = start + timedelta(hours=hour, minutes=rng.randrange(0, 60))
+        ts = moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
+        client = rng.choice(list(DEVICES))
+        sni = rng.choice(POPULAR)
+        events.append(_eve(ts, "tls", client, "93.184.216.34", tls={"sni": sni}))
+    alert_time = (now - timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
+    events.append(
+        _eve(
+            alert_time,
+            "alert",
+            MALICIOUS["malware-c2.example.net"],
+            "185.220.101.66",
+            alert={
+                "signature_id": 2030000,
+                "signature": "ET MALWARE Possible C2 beacon (demo)",
+                "category": "A Network Trojan was detected",
+                "severity": 1,
+            },
+            tls={"sni": "malware-c2.example.net"},
+        )
+    )
+    events.append(
+        _eve(
+            alert_time,
+            "fileinfo",
+            "203.0.113.200",
+            "192.168.1.16",
+            http={"hostname": "downloads.example.net", "url": "/eicar.com"},
+            fileinfo={"filename": "eicar.com", "sha256": EICAR_SHA256, "size": 68},
+        )
+    )
+    eve = folder / "eve.json"
+    eve.write_bytes(b"".join(events))
+    return pihole, eve
+
+
+def _eve(ts: str, event_type: str, src: str, dest: str, **fields: object) -> bytes:
+    event = {"timestamp": ts, "event_type": event_type, "src_ip": src, "dest_ip": dest}
+    return orjson.dumps({**event, "proto": "TCP", **fields}) + b"\n"
+
+
+def run_demo(
+    folder: Path,
+    on_lookup: Callable[[WorkerReport, int], None] | None = None,
+) -> DemoResult:
+    folder.mkdir(parents=True, exist_ok=True)
+    database = folder / "vtguardian-demo.db"
+    for leftover in folder.glob("vtguardian-demo.db*"):
+        leftover.unlink()
+    engine = make_engine(f"sqlite:///{database}")
+    migrate.upgrade(engine)
+    now = datetime.now(UTC)
+    pihole, eve = write_household(folder, now)
+    classifier = Classifier()
+    totals = ingest_paths(engine, classifier, "pihole-log", [str(pihole)])
+    totals.add(ingest_paths(engine, classifier, "suricata", [str(eve)]))
+    seeds = resources.files("vtguardian.testing").joinpath("vt_seeds.json")
+    emulator = VirusTotalEmulator(seeds=load_seed_file(Path(str(seeds))))
+    with EmulatorServer(emulator) as server:
+        settings = Settings(
+            database={"url": f"sqlite:///{database}"},
+            # The emulator's quota is raised for the demo; the real public API allows 4/min.
+            virustotal={
+                "api_key": DEFAULT_KEY,
+                "host": server.url,
+                "per_minute": 10_000,
+                "per_day": 100_000,
+                "per_month": 1_000_000,
+            },
+        )
+        report = asyncio.run(
+            LookupService(settings, engine, classifier).run_worker(once=True, on_progress=on_lookup)
+        )
+        requests = len(emulator.looked_up())
+    result = DemoResult(
+        database=database,
+        ingested=totals,
+        lookups=report,
+        verdicts=_verdict_counts(engine),
+        findings=_findings(engine),
+        requests_seen_by_emulator=requests,
+    )
+    engine.dispose()
+    return result
+
+
+def _verdict_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT verdict, COUNT(*) FROM verdicts GROUP BY verdict ORDER BY verdict")
+        ).all()
+    return {verdict: int(count) for verdict, count in rows}
+
+
+def _findings(engine: Engine) -> list[tuple[str, str, str, float | None, str]]:
+    """Malicious and suspicious IoCs with the devices that contacted them."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT i.type, i.value, v.verdict, v.ratio, "
+                "GROUP_CONCAT(DISTINCT COALESCE(c.name, c.ip)) "
+                "FROM verdicts v JOIN iocs i ON i.id = v.ioc_id "
+                "LEFT JOIN sightings s ON s.ioc_id = i.id "
+                "LEFT JOIN clients c ON c.id = s.client_id "
+                "WHERE v.verdict IN ('malicious', 'suspicious') "
+                "GROUP BY i.type, i.value, v.verdict, v.ratio "
+                "ORDER BY v.verdict, v.ratio DESC"
+            )
+        ).all()
+    return [
+        (kind, value, verdict, ratio, clients or "")
+        for kind, value, verdict, ratio, clients in rows
+    ]
