@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import orjson
+
 from vtguardian.sources.batch import Batch
 
 
@@ -22,6 +24,27 @@ class LineParser(Protocol):
         """What must survive a restart mid-file (headers, pending joins)."""
 
     def restore(self, state: dict[str, Any] | None) -> None: ...
+
+
+class Stateless:
+    """For parsers whose lines stand alone: nothing to carry across a restart."""
+
+    def state(self) -> None:
+        return None
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        return None
+
+
+def json_object(line: bytes) -> dict[str, Any]:
+    """One NDJSON line as an object; anything else is a recorded bad line."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {str(exc).split(':')[0]}") from None
+    if not isinstance(value, dict):
+        raise ParseError("not a JSON object")
+    return value
 
 
 def decode(line: bytes) -> str:

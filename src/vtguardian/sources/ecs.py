@@ -10,9 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
-
-from vtguardian.sources.base import ParseError
+from vtguardian.sources.base import ParseError, Stateless, json_object
 from vtguardian.sources.batch import Batch
 from vtguardian.sources.timeparse import BadTimestamp, epoch_value
 
@@ -64,25 +62,14 @@ def kind_for(path: str) -> str:
     return ""
 
 
-class EcsParser:
+class EcsParser(Stateless):
     source = "ecs"
 
     def __init__(self, fields: tuple[str, ...] | list[str] = DEFAULT_FIELDS) -> None:
         self.fields = [(field, kind_for(field)) for field in fields]
 
-    def state(self) -> None:
-        return None
-
-    def restore(self, state: dict[str, Any] | None) -> None:
-        return None
-
     def feed(self, line: bytes, batch: Batch) -> None:
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise ParseError("invalid JSON") from None
-        if not isinstance(event, dict):
-            raise ParseError("event is not a JSON object")
+        event = json_object(line)
         stamp = lookup(event, "@timestamp") or lookup(event, "timestamp")
         try:
             ts = epoch_value(stamp) if stamp is not None else time.time()

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from vtguardian.sources.base import decode
+from vtguardian.sources.base import Stateless, decode
 from vtguardian.sources.batch import Batch
 
 
-class PlainParser:
+class PlainParser(Stateless):
     source = "plain"
 
     def __init__(self, now: float | None = None) -> None:
         self.now = now if now is not None else time.time()
-
-    def state(self) -> None:
-        return None
-
-    def restore(self, state: dict[str, Any] | None) -> None:
-        return None
 
     def feed(self, line: bytes, batch: Batch) -> None:
         text = decode(line).strip()

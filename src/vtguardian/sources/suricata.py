@@ -12,9 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-import orjson
-
-from vtguardian.sources.base import ParseError, text_field
+from vtguardian.sources.base import ParseError, Stateless, json_object, text_field
 from vtguardian.sources.batch import Batch, IdsAlert
 from vtguardian.sources.timeparse import BadTimestamp, iso_epoch
 
@@ -35,7 +33,7 @@ def _is_local(address: str | None, cache: dict[str, bool] = {}) -> bool:  # noqa
     return known
 
 
-class SuricataParser:
+class SuricataParser(Stateless):
     source = "suricata"
 
     def __init__(self, flows: bool = False) -> None:
@@ -49,19 +47,8 @@ class SuricataParser:
             "flow": self._flow,
         }
 
-    def state(self) -> None:
-        return None
-
-    def restore(self, state: dict[str, Any] | None) -> None:
-        return None
-
     def feed(self, line: bytes, batch: Batch) -> None:
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(f"invalid JSON: {str(exc).split(':')[0]}") from None
-        if not isinstance(event, dict):
-            raise ParseError("event is not a JSON object")
+        event = json_object(line)
         handler = self._handlers.get(event.get("event_type"))  # type: ignore[arg-type]
         if handler is None:
             return

@@ -13,9 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from vtguardian.sources.base import ParseError, decode, looks_like_ip
+from vtguardian.sources.base import ParseError, decode, json_object, looks_like_ip
 from vtguardian.sources.batch import Batch
 from vtguardian.sources.timeparse import BadTimestamp, epoch_value
 
@@ -65,12 +63,7 @@ class ZeekParser:
 
     def feed(self, line: bytes, batch: Batch) -> None:
         if line[:1] == b"{":
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise ParseError("invalid JSON") from None
-            if not isinstance(record, dict):
-                raise ParseError("record is not a JSON object")
+            record = json_object(line)
             kind = record.get("_path") or self.kind
             self._record(kind, record, batch)
             return
