@@ -186,3 +186,51 @@ def test_control_endpoint_serves_the_call_log(vt_emulator):
 
     calls = _run(fetch())["calls"]
     assert calls[0]["value"] == "example.com" and calls[0]["status"] == 200
+
+
+def test_emulator_runs_from_the_command_line(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    seeds = tmp_path / "seeds.json"
+    seeds.write_text(
+        '[{"type": "domain", "value": "bad.example.com", "malicious": 9, "harmless": 60}]'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vtguardian", "vt-emulator", "--port", str(port),
+         "--seed-file", str(seeds), "--per-minute", "1", "--faults", "slow_rate=0"],
+        env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        doc = _run(_get(url, "/domains/bad.example.com"))
+        assert doc["data"]["attributes"]["last_analysis_stats"]["malicious"] == 9
+        with pytest.raises(vt.APIError) as info:
+            _run(_get(url, "/domains/other.example.com"))
+        assert info.value.code == "QuotaExceededError"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_emulator_rejects_unknown_faults():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "vtguardian", "vt-emulator", "--faults", "explode=1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "unknown fault 'explode'" in result.stderr
