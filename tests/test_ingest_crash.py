@@ -10,6 +10,7 @@ import sys
 import time
 
 import orjson
+import pytest
 from sqlalchemy import text
 
 from sources_helpers import ingest, stored_state
@@ -48,7 +49,8 @@ def _position(engine) -> int:
     return int(value or 0)
 
 
-def test_kill_minus_9_then_resume_gives_identical_counts(db_url, sqlite_url, tmp_path):
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "parse-in-child"])
+def test_kill_minus_9_then_resume_gives_identical_counts(db_url, tmp_path, parallel):
     path = tmp_path / "eve.json"
     _write_eve(path)
     reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
@@ -62,6 +64,7 @@ def test_kill_minus_9_then_resume_gives_identical_counts(db_url, sqlite_url, tmp
         **os.environ,
         "VTGUARDIAN_DATABASE__URL": db_url,
         "VTGUARDIAN_INGEST__BATCH_LINES": "2000",
+        "VTGUARDIAN_INGEST__PARALLEL_MIN_MB": "0" if parallel else "1000",
     }
     command = [sys.executable, "-m", "vtguardian", "ingest", "--json", "-s", "suricata", str(path)]
     size = path.stat().st_size

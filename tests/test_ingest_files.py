@@ -11,7 +11,7 @@ import time
 import orjson
 from sqlalchemy import text
 
-from sources_helpers import ingest, stored_hits
+from sources_helpers import ingest, stored_hits, stored_state
 
 
 def _dns_query(n: int, client: str = "192.168.1.10") -> bytes:
@@ -145,3 +145,18 @@ def test_rotated_files_are_backfilled_once_on_first_sight(engine, tmp_path):
     assert ingest(engine, "suricata", path).sightings == 20
     assert ingest(engine, "suricata", path).sightings == 0
     assert sum(stored_hits(engine).values()) == 20
+
+
+def test_parsing_in_a_child_process_stores_exactly_the_same(engine, tmp_path):
+    path = tmp_path / "eve.json"
+    path.write_bytes(b"".join(_dns_query(n % 37, f"192.168.1.{n % 9}") for n in range(5000)))
+    reference = tmp_path / "reference.db"
+    from vtguardian.store import migrate
+    from vtguardian.store.engine import make_engine
+
+    single = make_engine(f"sqlite:///{reference}")
+    migrate.upgrade(single)
+    ingest(single, "suricata", path, batch_lines=700, parallel_min_bytes=1 << 40)
+    ingest(engine, "suricata", path, batch_lines=700, parallel_min_bytes=0)
+    assert stored_state(engine) == stored_state(single)
+    assert sum(stored_hits(engine).values()) == 5000

@@ -494,6 +494,7 @@ def ingest(
                 stop=stop,
                 batch_lines=settings.ingest.batch_lines,
                 poll_seconds=settings.ingest.poll_seconds,
+                parallel_min_bytes=int(settings.ingest.parallel_min_mb * (1 << 20)),
                 on_progress=lambda done: progress.advance(task, done),
             )
         except KeyboardInterrupt:

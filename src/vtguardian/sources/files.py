@@ -10,13 +10,15 @@ rotated files, read once for backfill the first time a log is seen.
 from __future__ import annotations
 
 import gzip
+import multiprocessing as mp
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine
 
+from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier
 from vtguardian.sources import offsets
 from vtguardian.sources.base import LineParser, ParseError
@@ -25,6 +27,8 @@ from vtguardian.sources.offsets import Offset
 
 MAX_LINE = 1 << 20
 CHUNK_BYTES = 1 << 22
+# Below this much unread data a child process costs more than it saves.
+PARALLEL_MIN_BYTES = 32 << 20
 BATCH_LINES = 50_000
 
 
@@ -56,6 +60,7 @@ class FileReader:
         totals: Totals,
         batch_lines: int = BATCH_LINES,
         on_progress: Callable[[int], None] | None = None,
+        parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     ) -> None:
         self.engine = engine
         self.classifier = classifier
@@ -64,6 +69,7 @@ class FileReader:
         self.totals = totals
         self.batch_lines = batch_lines
         self.on_progress = on_progress
+        self.parallel_min_bytes = parallel_min_bytes
         self._reported = 0
 
     def read(self, path: str, final: bool = True) -> None:
@@ -109,56 +115,27 @@ class FileReader:
     def _consume(
         self, handle: BinaryIO, path: str, key_path: str, start: Offset, final: bool
     ) -> None:
-        parser = self.make_parser(path)
-        parser.restore(start.state)
-        handle.seek(start.position)
-        position = start.position
-        self._reported = position
-        batch = Batch(parser.source)
-        feed = parser.feed
-        pending = b""
-        while True:
-            chunk = handle.read(CHUNK_BYTES)
-            if not chunk:
-                break
-            lines = (pending + chunk if pending else chunk).split(b"\n")
-            pending = lines.pop()  # no newline yet: the start of the next line
-            for line in lines:
-                line_start = position
-                position += len(line) + 1
-                batch.lines += 1
-                if len(line) > MAX_LINE:
-                    batch.bad(path, line_start, "line longer than 1 MiB", line)
-                    continue
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                if line:
-                    try:
-                        feed(line, batch)
-                    except ParseError as exc:
-                        batch.bad(path, line_start, str(exc), line)
-                if batch.lines >= self.batch_lines:
-                    self._flush(batch, handle, key_path, position, parser)
-                    batch = Batch(parser.source)
-            if len(pending) > MAX_LINE:
-                batch.bad(path, position, "line longer than 1 MiB", pending)
-                batch.lines += 1
-                position += len(pending) + _skip_rest(handle)
-                pending = b""
-        if pending and final:  # a last line without a newline, in a file that is complete
-            batch.lines += 1
-            try:
-                feed(pending.rstrip(b"\r"), batch)
-            except ParseError as exc:
-                batch.bad(path, position, str(exc), pending)
-            position += len(pending)
-        if batch.lines or position != start.position:
-            self._flush(batch, handle, key_path, position, parser)
+        """Parse from ``start`` and store batch by batch, each with its checkpoint.
 
-    def _flush(
-        self, batch: Batch, handle: BinaryIO, key_path: str, position: int, parser: LineParser
-    ) -> None:
-        offset = Offset(position, offsets.fingerprint(handle), parser.state())
+        A large one-off read parses in a child process while this one stores the
+        previous batch: on two cores that nearly halves the time, and the
+        checkpoints are still written only here, with the rows they cover.
+        """
+        self._reported = start.position
+        remaining = _size(handle) - start.position
+        parallel = final and remaining >= self.parallel_min_bytes
+        if parallel and "fork" in mp.get_all_start_methods():
+            batches = _parsed_in_child(self.make_parser, path, start, self.batch_lines)
+        else:
+            parser = self.make_parser(path)
+            parser.restore(start.state)
+            batches = parse_batches(handle, path, parser, start, final, self.batch_lines)
+        for batch, position, state in batches:
+            if batch.lines or position != start.position:
+                self._flush(batch, handle, key_path, Offset(position, None, state))
+
+    def _flush(self, batch: Batch, handle: BinaryIO, key_path: str, offset: Offset) -> None:
+        offset.fingerprint = offsets.fingerprint(handle)
         inode = _inode(handle)
 
         def checkpoint(connection: Connection) -> None:
@@ -166,8 +143,116 @@ class FileReader:
 
         flush(self.engine, batch, self.classifier, self.totals, checkpoint)
         if self.on_progress is not None:
-            self.on_progress(max(0, position - self._reported))
-        self._reported = position
+            self.on_progress(max(0, offset.position - self._reported))
+        self._reported = offset.position
+
+
+Parsed = tuple[Batch, int, Any]  # a batch, the position after it, the parser state there
+
+
+def parse_batches(
+    handle: BinaryIO,
+    path: str,
+    parser: LineParser,
+    start: Offset,
+    final: bool,
+    batch_lines: int,
+) -> Iterator[Parsed]:
+    """Lines from ``start`` into batches of ``batch_lines``; a partial last line is
+    left for the next read unless the file is ``final``."""
+    handle.seek(start.position)
+    position = start.position
+    batch = Batch(parser.source)
+    feed = parser.feed
+    pending = b""
+    while True:
+        chunk = handle.read(CHUNK_BYTES)
+        if not chunk:
+            break
+        lines = (pending + chunk if pending else chunk).split(b"\n")
+        pending = lines.pop()  # no newline yet: the start of the next line
+        for line in lines:
+            line_start = position
+            position += len(line) + 1
+            batch.lines += 1
+            if len(line) > MAX_LINE:
+                batch.bad(path, line_start, "line longer than 1 MiB", line)
+                continue
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if line:
+                try:
+                    feed(line, batch)
+                except ParseError as exc:
+                    batch.bad(path, line_start, str(exc), line)
+            if batch.lines >= batch_lines:
+                yield batch, position, parser.state()
+                batch = Batch(parser.source)
+        if len(pending) > MAX_LINE:
+            batch.bad(path, position, "line longer than 1 MiB", pending)
+            batch.lines += 1
+            position += len(pending) + _skip_rest(handle)
+            pending = b""
+    if pending and final:  # a last line without a newline, in a file that is complete
+        batch.lines += 1
+        try:
+            feed(pending.rstrip(b"\r"), batch)
+        except ParseError as exc:
+            batch.bad(path, position, str(exc), pending)
+        position += len(pending)
+    yield batch, position, parser.state()
+
+
+def _parsed_in_child(
+    make_parser: Callable[[str], LineParser], path: str, start: Offset, batch_lines: int
+) -> Iterator[Parsed]:
+    """:func:`parse_batches` of a complete file, run in a forked child process.
+
+    The pipe holds about one batch, so the child parses the next batch while the
+    parent stores the last one, and never runs far ahead of what is stored.
+    """
+    receiver, sender = mp.get_context("fork").Pipe(duplex=False)
+
+    def child() -> None:
+        receiver.close()
+        try:
+            parser = make_parser(path)
+            parser.restore(start.state)
+            with open_log(path) as handle:
+                for item in parse_batches(handle, path, parser, start, True, batch_lines):
+                    sender.send(("batch", item))
+            sender.send(("done", None))
+        except BaseException as exc:  # reported to the parent, which raises it
+            sender.send(("error", f"{type(exc).__name__}: {exc}"))
+        finally:
+            sender.close()
+
+    process = mp.get_context("fork").Process(target=child, daemon=True)
+    process.start()
+    sender.close()
+    try:
+        while True:
+            try:
+                kind, payload = receiver.recv()
+            except EOFError:
+                raise InvalidInput(f"{path}: the parser process died") from None
+            if kind == "done":
+                return
+            if kind == "error":
+                raise InvalidInput(f"{path}: {payload}")
+            yield payload
+    finally:
+        receiver.close()
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+
+
+def _size(handle: BinaryIO) -> int:
+    try:
+        return os.fstat(handle.fileno()).st_size if not isinstance(handle, gzip.GzipFile) else 0
+    except (OSError, AttributeError, ValueError):
+        return 0
 
 
 def _skip_rest(handle: BinaryIO) -> int:

@@ -61,6 +61,7 @@ def ingest_configured(
     batch_lines: int | None = None,
     poll_seconds: float = 0.5,
     on_progress: Callable[[int], None] | None = None,
+    parallel_min_bytes: int | None = None,
 ) -> Totals:
     """Several sources at once: one thread each when following, in turn otherwise."""
     stop = stop or threading.Event()
@@ -82,6 +83,7 @@ def ingest_configured(
                     poll_seconds=poll_seconds,
                     batch_lines=batch_lines,
                     on_progress=on_progress,
+                    parallel_min_bytes=parallel_min_bytes,
                 )
             )
         except BaseException as exc:
@@ -118,6 +120,7 @@ def ingest_paths(
     poll_seconds: float = 0.5,
     batch_lines: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    parallel_min_bytes: int | None = None,
 ) -> Totals:
     """Ingest every path once, or keep following them until ``stop`` is set."""
     totals = Totals()
@@ -137,6 +140,7 @@ def ingest_paths(
         parser_factory(source, fields, flows),
         totals,
         **({"batch_lines": batch_lines} if batch_lines else {}),
+        **({"parallel_min_bytes": parallel_min_bytes} if parallel_min_bytes is not None else {}),
         on_progress=on_progress,
     )
     while True:
