@@ -99,6 +99,12 @@ class CacheSettings(_Section):
 class VerdictSettings(_Section):
     min_malicious: PositiveInt = 3
     ratio_threshold: float = Field(default=0.03, ge=0.0, le=1.0)
+    # Vendors whose word alone is enough when `trusted_min` of them agree (off when empty).
+    trusted_vendors: list[str] = Field(default_factory=list)
+    trusted_min: PositiveInt = 2
+    # Malicious on a domain ranked this popular (or on a top-sites file) -> suspicious.
+    popular_rank: int = Field(default=1000, ge=0)
+    top_sites_files: list[Path] = Field(default_factory=list)
 
 
 class PrivacySettings(_Section):

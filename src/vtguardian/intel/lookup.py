@@ -130,9 +130,13 @@ class LookupService:
         days = cache.unknown_ttl_days if level == Level.UNKNOWN else cache.ttl_days
         return timedelta(days=days)
 
-    def report_for(self, answer: VtAnswer) -> ReportRow:
+    def report_for(self, answer: VtAnswer, kind: IocType, value: str) -> ReportRow:
         verdict = decide(
-            answer.stats if answer.found else None, answer.malicious_engines, self.policy
+            answer.stats if answer.found else None,
+            answer.malicious_engines,
+            self.policy,
+            popularity_rank=answer.popularity_rank,
+            domain=_host(kind, value),
         )
         return ReportRow(
             provider=PROVIDER,
@@ -243,7 +247,7 @@ class LookupService:
             report.found += 1
         else:
             report.not_found += 1
-        self._store(item.ioc_id, self.report_for(answer))
+        self._store(item.ioc_id, self.report_for(answer, item.kind, item.value))
         self.quota.clear_pause()
 
     # --- direct lookups (the CLI) ------------------------------------------------
@@ -333,7 +337,7 @@ class LookupService:
             except Unanswerable as exc:
                 self._store(ioc_id, _unanswerable(str(exc)))
                 return _result(item, _unanswerable(str(exc)), error=str(exc))
-            report = self.report_for(answer)
+            report = self.report_for(answer, IocType(item.type), item.value)
             self._store(ioc_id, report)
             self.quota.clear_pause()
             return _result(item, report)
@@ -352,6 +356,16 @@ class LookupService:
             verdict=Level.PENDING.value,
             error=f"{last_error}; queued for the worker",
         )
+
+
+def _host(kind: IocType, value: str) -> str | None:
+    """The DNS name an IoC is about, for the popularity guard."""
+    if kind is IocType.DOMAIN:
+        return value
+    if kind is IocType.URL:
+        host = value.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        return host if not host.startswith("[") else None
+    return None
 
 
 def _unanswerable(reason: str) -> ReportRow:
