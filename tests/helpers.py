@@ -39,7 +39,7 @@ def run_cli(
     )
 
 
-def settings_for(db_url: str, vt_url: str, **sections: dict) -> Settings:
+def settings_for(db_url: str, vt_url: str, **sections: dict | list) -> Settings:
     """Settings as a user would write them, pointed at a database and the emulator."""
     data: dict = {
         "database": {"url": db_url},
@@ -54,5 +54,5 @@ def settings_for(db_url: str, vt_url: str, **sections: dict) -> Settings:
         "queue": {"retry_base_seconds": 0.2},
     }
     for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}
+        data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
     return Settings(**data)

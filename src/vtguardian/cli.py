@@ -99,6 +99,8 @@ def config_show(
     # TOML has no null: unset values are left out, exactly as in a config file.
     cleaned = {
         section: {key: value for key, value in values.items() if value is not None}
+        if isinstance(values, dict)
+        else values
         for section, values in data.items()
     }
     sys.stdout.write(tomli_w.dumps(cleaned))
@@ -353,6 +355,58 @@ def quota(
     out.print(f"queue: {length} IoCs waiting")
     if usage.paused_until:
         out.print(f"paused after a quota refusal until {usage.paused_until:%H:%M:%S} UTC")
+
+
+flow_app = typer.Typer(help="The providers asked for a verdict, in order.", no_args_is_help=True)
+app.add_typer(flow_app, name="flow")
+
+
+@flow_app.command("show")
+def flow_show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the flow (order, enabled) with each provider's answers, decisions and errors."""
+    from sqlalchemy import func, select
+
+    from vtguardian.store.schema import lookup_stats
+
+    settings = _state(ctx).settings
+    engine = _open_store(ctx)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(lookup_stats.c.provider, lookup_stats.c.outcome, func.sum(lookup_stats.c.count))
+            .where(lookup_stats.c.outcome.in_(["answer", "decision", "error"]))
+            .group_by(lookup_stats.c.provider, lookup_stats.c.outcome)
+        ).all()
+    counts = {(provider, outcome): int(total) for provider, outcome, total in rows}
+    steps = [
+        {
+            "position": n,
+            "provider": step.provider,
+            "enabled": step.enabled,
+            **{k: counts.get((step.provider, k), 0) for k in ("answer", "decision", "error")},
+        }
+        for n, step in enumerate(settings.flow, 1)
+    ]
+    if as_json:
+        sys.stdout.write(orjson.dumps(steps).decode() + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="Flow: asked in order, the first confident answer decides")
+    for column in ("#", "provider", "enabled", "answers", "decisions", "errors"):
+        table.add_column(column)
+    for step in steps:
+        table.add_row(
+            str(step["position"]),
+            step["provider"],
+            "yes" if step["enabled"] else "[dim]no[/]",
+            str(step["answer"]),
+            str(step["decision"]),
+            str(step["error"]),
+        )
+    out.print(table)
 
 
 @app.command("vt-emulator")

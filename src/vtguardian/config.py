@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -150,6 +150,33 @@ class IngestSettings(_Section):
     sources: list[FollowedSource] = Field(default_factory=list)
 
 
+class FlowStep(_Section):
+    provider: Literal["allowlist", "feeds", "otx", "virustotal"]
+    enabled: bool = True
+
+
+def _default_flow() -> list[FlowStep]:
+    return [
+        FlowStep(provider="allowlist"),
+        FlowStep(provider="feeds"),
+        FlowStep(provider="otx", enabled=False),
+        FlowStep(provider="virustotal"),
+    ]
+
+
+class FeedsSettings(_Section):
+    # hosts files, domain lists, abuse.ch URLhaus CSV, IP/CIDR lists you download.
+    files: list[Path] = Field(default_factory=list)
+
+
+class OtxSettings(_Section):
+    api_key: SecretStr | None = None
+    host: str = "https://otx.alienvault.com"
+    # Pulses (community reports) needed before OTX alone may call an IoC malicious.
+    min_pulses: PositiveInt = 3
+    timeout_seconds: PositiveFloat = 15.0
+
+
 class _VtApiKeySource(PydanticBaseSettingsSource):
     """Reads ``VT_API_KEY`` so the key set for other VirusTotal tools just works."""
 
@@ -179,6 +206,10 @@ class Settings(BaseSettings):
     allowlist: AllowlistSettings = Field(default_factory=AllowlistSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    feeds: FeedsSettings = Field(default_factory=FeedsSettings)
+    otx: OtxSettings = Field(default_factory=OtxSettings)
+    # Providers asked in order; the first confident answer decides and ends the flow.
+    flow: list[FlowStep] = Field(default_factory=_default_flow)
 
     @classmethod
     def settings_customise_sources(
@@ -256,6 +287,8 @@ def settings_for_display(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     key = settings.virustotal.api_key
     data["virustotal"]["api_key"] = mask_secret(key.get_secret_value() if key else None)
+    otx_key = settings.otx.api_key
+    data["otx"]["api_key"] = mask_secret(otx_key.get_secret_value() if otx_key else None)
     data["database"]["url"] = _mask_url_password(settings.database.url)
     return data
 

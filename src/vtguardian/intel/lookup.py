@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.intel import queue
+from vtguardian.intel.flow import Flow, FlowOutcome, host_of
 from vtguardian.intel.virustotal import (
     KeyRejected,
     QuotaRefused,
@@ -54,6 +55,7 @@ class WorkerReport:
     not_found: int = 0
     errors: int = 0
     quota_refusals: int = 0
+    decided_locally: int = 0  # settled by the allowlist, a feed or OTX: no quota spent
 
 
 @dataclass
@@ -113,6 +115,7 @@ class LookupService:
         self.worker = worker or worker_name()
         self.quota = QuotaScheduler(engine, budget_from(settings))
         self.policy = Policy.from_settings(settings)
+        self.flow = Flow(settings, self.classifier)
         self._sleep = sleep
 
     # --- shared pieces -----------------------------------------------------------
@@ -136,7 +139,7 @@ class LookupService:
             answer.malicious_engines,
             self.policy,
             popularity_rank=answer.popularity_rank,
-            domain=_host(kind, value),
+            domain=host_of(kind, value),
         )
         return ReportRow(
             provider=PROVIDER,
@@ -155,20 +158,53 @@ class LookupService:
             raw=answer.raw,
         )
 
-    def _store(self, ioc_id: int, report: ReportRow) -> None:
+    def _store(self, ioc_id: int, report: ReportRow, also: Sequence[ReportRow] = ()) -> None:
+        """The decision, the flow's other answers and the queue removal, atomically."""
         now = utcnow()
 
         def work(connection: Connection) -> None:
-            record_answer(connection, ioc_id, report, self.ttl(report.verdict), now)
+            record_answer(connection, ioc_id, report, self.ttl(report.verdict), now, also)
             queue.complete(connection, ioc_id)
-            count_outcome(connection, PROVIDER, report.outcome, now)
+            count_outcome(connection, report.provider, report.outcome, now)
+            for answer in (*also, report):
+                count_outcome(connection, answer.provider, "answer", now)
+            count_outcome(connection, report.provider, "decision", now)
             evict_beyond(connection, self.settings.cache.max_entries)
 
         run_in_transaction(self.engine, work)
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, outcome: str, provider: str = PROVIDER) -> None:
         now = utcnow()
-        run_in_transaction(self.engine, lambda c: count_outcome(c, PROVIDER, outcome, now))
+        run_in_transaction(self.engine, lambda c: count_outcome(c, provider, outcome, now))
+
+    async def _before_virustotal(
+        self, ioc_id: int, kind: IocType, value: str
+    ) -> FlowOutcome | None:
+        """Ask the providers ahead of VirusTotal; None when one of them settled it."""
+        outcome = await self.flow.ask(kind, value)
+        for error in outcome.errors:
+            self._count("error", error.split(":", 1)[0])
+        if outcome.decider is None and self.flow.uses_virustotal:
+            return outcome
+        decider = outcome.decider or _strongest(outcome.answers)
+        self._store(ioc_id, decider, [a for a in outcome.answers if a is not decider])
+        return None
+
+    async def _after_virustotal(
+        self, before: FlowOutcome, vt_report: ReportRow, kind: IocType, value: str
+    ) -> tuple[ReportRow, list[ReportRow]]:
+        """VirusTotal decides, unless it has no record and a later provider does."""
+        answers = [*before.answers]
+        if vt_report.verdict == Level.UNKNOWN:
+            after = await self.flow.ask(kind, value, after_virustotal=True)
+            if after.decider is not None:
+                others = [
+                    *answers,
+                    vt_report,
+                    *(a for a in after.answers if a is not after.decider),
+                ]
+                return after.decider, others
+        return vt_report, answers
 
     async def _reserve(self, on_wait: Callable[[float], None] | None = None) -> None:
         """Wait until the shared budget allows one more request, then count it."""
@@ -205,20 +241,28 @@ class LookupService:
                     await self._sleep(min(idle_seconds, ready_in or idle_seconds) or 0.05)
                     continue
                 item = claims[0]
+                before = await self._before_virustotal(item.ioc_id, item.kind, item.value)
+                if before is None:
+                    report.decided_locally += 1
+                    continue
                 wait = self.quota.try_reserve()
                 if wait > 0:
                     queue.release(self.engine, item.ioc_id, self.worker)
                     await self._sleep(min(wait, 5.0))
                     continue
                 report.requests += 1
-                await self._process(client, item, report)
+                await self._process(client, item, report, before)
                 if on_progress is not None:
                     with self.engine.connect() as connection:
                         on_progress(report, queue.queue_length(connection))
         return report
 
     async def _process(
-        self, client: VirusTotalClient, item: queue.Claim, report: WorkerReport
+        self,
+        client: VirusTotalClient,
+        item: queue.Claim,
+        report: WorkerReport,
+        before: FlowOutcome,
     ) -> None:
         try:
             answer = await client.fetch(item.kind, item.value)
@@ -247,7 +291,9 @@ class LookupService:
             report.found += 1
         else:
             report.not_found += 1
-        self._store(item.ioc_id, self.report_for(answer, item.kind, item.value))
+        vt_report = self.report_for(answer, item.kind, item.value)
+        decider, others = await self._after_virustotal(before, vt_report, item.kind, item.value)
+        self._store(item.ioc_id, decider, others)
         self.quota.clear_pause()
 
     # --- direct lookups (the CLI) ------------------------------------------------
@@ -296,6 +342,11 @@ class LookupService:
             count_outcome(connection, PROVIDER, "cache_hit", now)
 
         run_in_transaction(self.engine, work)
+        return self._result_from_cache(item, cached, source="cache")
+
+    def _result_from_cache(
+        self, item: Classified, cached: CachedVerdict, source: str
+    ) -> LookupResult:
         return LookupResult(
             input=item.input,
             type=str(item.type),
@@ -306,7 +357,7 @@ class LookupService:
             total=cached.total,
             ratio=cached.ratio,
             last_analysis_date=cached.analysis_date,
-            source="cache",
+            source=source,
             engines=cached.engines,
         )
 
@@ -319,11 +370,17 @@ class LookupService:
     ) -> LookupResult:
         assert item.type is not None and item.value is not None
         self._count("cache_miss")
+        kind = IocType(item.type)
+        before = await self._before_virustotal(ioc_id, kind, item.value)
+        if before is None:
+            with self.engine.connect() as connection:
+                settled = cached_verdicts(connection, [ioc_id], utcnow())[ioc_id]
+            return self._result_from_cache(item, settled, source=settled.decided_by or "flow")
         last_error = "no answer"
         for attempt in range(DIRECT_RETRIES):
             await self._reserve(on_wait)
             try:
-                answer = await client.fetch(IocType(item.type), item.value)
+                answer = await client.fetch(kind, item.value)
             except QuotaRefused:
                 self._count("quota")
                 self.quota.pause_after_429()
@@ -337,8 +394,9 @@ class LookupService:
             except Unanswerable as exc:
                 self._store(ioc_id, _unanswerable(str(exc)))
                 return _result(item, _unanswerable(str(exc)), error=str(exc))
-            report = self.report_for(answer, IocType(item.type), item.value)
-            self._store(ioc_id, report)
+            vt_report = self.report_for(answer, kind, item.value)
+            report, others = await self._after_virustotal(before, vt_report, kind, item.value)
+            self._store(ioc_id, report, others)
             self.quota.clear_pause()
             return _result(item, report)
         # Not lost: queued at the top, a worker finishes it when VirusTotal recovers.
@@ -358,14 +416,12 @@ class LookupService:
         )
 
 
-def _host(kind: IocType, value: str) -> str | None:
-    """The DNS name an IoC is about, for the popularity guard."""
-    if kind is IocType.DOMAIN:
-        return value
-    if kind is IocType.URL:
-        host = value.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-        return host if not host.startswith("[") else None
-    return None
+def _strongest(answers: Sequence[ReportRow]) -> ReportRow:
+    """With VirusTotal left out of the flow: the most severe answer, or unknown."""
+    rank = {Level.MALICIOUS: 3, Level.SUSPICIOUS: 2, Level.HARMLESS: 1}
+    if not answers:
+        return ReportRow(provider="flow", outcome="not_found", verdict=Level.UNKNOWN.value)
+    return max(answers, key=lambda a: rank.get(Level(a.verdict), 0))
 
 
 def _unanswerable(reason: str) -> ReportRow:

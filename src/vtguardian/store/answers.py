@@ -7,7 +7,7 @@ level leaves a ``verdict_history`` row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,12 +54,11 @@ class CachedVerdict:
     decided_by: str | None
 
 
-def record_answer(
-    connection: Connection, ioc_id: int, report: ReportRow, ttl: timedelta, now: datetime
+def _insert_report(
+    connection: Connection, ioc_id: int, report: ReportRow, now: datetime, decided: bool
 ) -> int:
-    """Store the report, make it the IoC's current verdict, note a change of level."""
     stats = report.stats or {}
-    report_id = connection.execute(
+    return connection.execute(
         insert(reports).values(
             ioc_id=ioc_id,
             provider=report.provider,
@@ -80,10 +79,26 @@ def record_answer(
             reputation=report.reputation,
             popularity_rank=report.popularity_rank,
             permalink=report.permalink,
-            decided=True,
+            decided=decided,
             raw=report.raw,
         )
     ).inserted_primary_key[0]
+
+
+def record_answer(
+    connection: Connection,
+    ioc_id: int,
+    report: ReportRow,
+    ttl: timedelta,
+    now: datetime,
+    also: Sequence[ReportRow] = (),
+) -> int:
+    """Store the deciding report (and the flow's other answers), make it the IoC's
+    current verdict, and note a change of level in the history."""
+    for other in also:
+        _insert_report(connection, ioc_id, other, now, decided=False)
+    report_id = _insert_report(connection, ioc_id, report, now, decided=True)
+    stats = report.stats or {}
     previous = connection.execute(
         select(verdicts.c.verdict, verdicts.c.changed_at).where(verdicts.c.ioc_id == ioc_id)
     ).first()
@@ -100,7 +115,7 @@ def record_answer(
                 "malicious": stats.get("malicious"),
                 "total": report.total,
                 "engines": report.engines or [],
-                "providers": [report.provider],
+                "providers": [*(other.provider for other in also), report.provider],
                 "decided_by": report.provider,
                 "report_id": report_id,
                 "analysis_date": report.analysis_date,

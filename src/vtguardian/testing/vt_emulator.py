@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from vtguardian.testing.server import BackgroundServer
 from vtguardian.testing.vt_content import (
     URL_ENGINES,
     Profile,
@@ -424,45 +425,17 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-class EmulatorServer:
-    """Runs an emulator on 127.0.0.1 in a background thread (tests, the demo)."""
+class EmulatorServer(BackgroundServer):
+    """The VirusTotal emulator on 127.0.0.1 in a background thread (tests, the demo)."""
 
     def __init__(self, emulator: VirusTotalEmulator, port: int = 0) -> None:
+        super().__init__(emulator.app, port)
         self.emulator = emulator
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> EmulatorServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        super().start()
         self.emulator.host = self.url
         return self
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self.emulator.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
 
 def serve_forever(emulator: VirusTotalEmulator, port: int) -> None:

@@ -1,0 +1,56 @@
+"""A local stand-in for the AlienVault OTX endpoint vtguardian uses.
+
+``GET /api/v1/indicators/{section}/{value}/general`` with ``X-OTX-API-KEY``;
+answers ``{"indicator", "type", "pulse_info": {"count", "pulses": [...]}}``,
+403 without a valid key, and logs every call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from vtguardian.testing.server import BackgroundServer
+
+OTX_KEY = "otx-emulator-key"
+
+
+class OtxEmulator:
+    def __init__(self, pulses: dict[str, int] | None = None, key: str = OTX_KEY) -> None:
+        self.pulses = dict(pulses or {})
+        self.key = key
+        self.calls: list[tuple[str, str]] = []
+        self.fail = False
+
+    def app(self) -> web.Application:
+        application = web.Application()
+        application.router.add_get("/api/v1/indicators/{section}/{value}/general", self._general)
+        return application
+
+    async def _general(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-OTX-API-KEY") != self.key:
+            return _json(403, {"detail": "Authentication credentials were not provided."})
+        section, value = request.match_info["section"], request.match_info["value"]
+        self.calls.append((section, value))
+        if self.fail:
+            return _json(502, {"detail": "Bad gateway"})
+        count = self.pulses.get(value, 0)
+        pulses = [{"id": f"p{n}", "name": f"Campaign {n} ({value})"} for n in range(count)]
+        return _json(
+            200,
+            {"indicator": value, "type": section, "pulse_info": {"count": count, "pulses": pulses}},
+        )
+
+
+def _json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+class OtxServer(BackgroundServer):
+    """The OTX emulator on a free loopback port in a background thread."""
+
+    def __init__(self, emulator: OtxEmulator) -> None:
+        super().__init__(emulator.app)
+        self.emulator = emulator
