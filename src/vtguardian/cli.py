@@ -409,6 +409,77 @@ def flow_show(
     out.print(table)
 
 
+@app.command("hunt")
+def hunt_command(
+    ctx: typer.Context,
+    value: Annotated[str, typer.Argument(help="A domain (subdomains included), IP, URL or hash.")],
+    days: Annotated[float, typer.Option("--days", min=0, help="How far back to look.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per client.")] = False,
+) -> None:
+    """Which devices contacted an IoC (or anything under a domain), first/last seen, hits."""
+    from vtguardian.intel.hunt import hunt
+
+    contacts = hunt(_open_store(ctx), value, days)
+    if as_json:
+        for contact in contacts:
+            sys.stdout.write(orjson.dumps(contact.as_dict()).decode() + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Devices that contacted {value} (last {days:g} days)")
+    for column in ("client", "name", "first seen (UTC)", "last seen (UTC)", "hits", "IoCs"):
+        table.add_column(column)
+    for c in contacts:
+        table.add_row(
+            c.client,
+            c.name or "",
+            f"{c.first_seen:%Y-%m-%d %H:%M}",
+            f"{c.last_seen:%Y-%m-%d %H:%M}",
+            str(c.hits),
+            str(c.iocs),
+        )
+    out.print(table if contacts else f"no device contacted {value} in the last {days:g} days")
+
+
+@app.command("alerts")
+def alerts_command(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per alert.")] = False,
+) -> None:
+    """Recent alerts: IoCs your devices contacted that became malicious or suspicious."""
+    from sqlalchemy import select
+
+    from vtguardian.intel.alerts import alert_payload
+    from vtguardian.store.schema import alerts, iocs
+
+    engine = _open_store(ctx)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(alerts, iocs.c.type, iocs.c.value)
+            .join(iocs, iocs.c.id == alerts.c.ioc_id)
+            .order_by(alerts.c.id.desc())
+            .limit(limit)
+        ).all()
+    payloads = [alert_payload(row) for row in rows]
+    if as_json:
+        for payload in payloads:
+            sys.stdout.write(orjson.dumps(payload).decode() + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="Alerts")
+    for column in ("when (UTC)", "IoC", "verdict", "ratio", "devices"):
+        table.add_column(column, overflow="fold")
+    for p in payloads:
+        devices = ", ".join(c.get("name") or c["ip"] for c in p["clients"] or [])
+        ratio = f"{p['ratio']:.1%}" if p["ratio"] is not None else "-"
+        table.add_row(
+            p["created_at"][:16], p["ioc"]["value"], _styled(p["verdict"]), ratio, devices
+        )
+    out.print(table)
+
+
 @app.command("vt-emulator")
 def vt_emulator(
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8899,

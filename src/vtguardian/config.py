@@ -94,6 +94,10 @@ class CacheSettings(_Section):
     # VirusTotal often learns about a new domain within hours; asking again sooner
     # for "no record" answers finds new malware domains while they are still active.
     unknown_ttl_days: PositiveFloat = 1.0
+    # Bad verdicts age faster: a cleaned-up site should be unblocked, a growing
+    # detection confirmed, while clients are still talking to it.
+    malicious_ttl_days: PositiveFloat = 1.0
+    suspicious_ttl_days: PositiveFloat = 2.0
 
 
 class VerdictSettings(_Section):
@@ -177,6 +181,13 @@ class OtxSettings(_Section):
     timeout_seconds: PositiveFloat = 15.0
 
 
+class AlertSettings(_Section):
+    # POST each alert as JSON here (n8n, ntfy, Home Assistant ...); unset: stored only.
+    webhook_url: str | None = None
+    max_attempts: PositiveInt = 8
+    timeout_seconds: PositiveFloat = 10.0
+
+
 class _VtApiKeySource(PydanticBaseSettingsSource):
     """Reads ``VT_API_KEY`` so the key set for other VirusTotal tools just works."""
 
@@ -207,6 +218,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     feeds: FeedsSettings = Field(default_factory=FeedsSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     otx: OtxSettings = Field(default_factory=OtxSettings)
     # Providers asked in order; the first confident answer decides and ends the flow.
     flow: list[FlowStep] = Field(default_factory=_default_flow)

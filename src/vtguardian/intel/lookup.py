@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.intel import queue
+from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
 from vtguardian.intel.flow import Flow, FlowOutcome, host_of
 from vtguardian.intel.virustotal import (
     KeyRejected,
@@ -129,8 +130,13 @@ class LookupService:
         )
 
     def ttl(self, level: str) -> timedelta:
+        """How long an answer stands: bad and unknown ones are asked again sooner."""
         cache = self.settings.cache
-        days = cache.unknown_ttl_days if level == Level.UNKNOWN else cache.ttl_days
+        days = {
+            Level.UNKNOWN: cache.unknown_ttl_days,
+            Level.MALICIOUS: cache.malicious_ttl_days,
+            Level.SUSPICIOUS: cache.suspicious_ttl_days,
+        }.get(Level(level), cache.ttl_days)
         return timedelta(days=days)
 
     def report_for(self, answer: VtAnswer, kind: IocType, value: str) -> ReportRow:
@@ -163,7 +169,11 @@ class LookupService:
         now = utcnow()
 
         def work(connection: Connection) -> None:
-            record_answer(connection, ioc_id, report, self.ttl(report.verdict), now, also)
+            recorded = record_answer(
+                connection, ioc_id, report, self.ttl(report.verdict), now, also
+            )
+            if recorded.history_id is not None and report.verdict in ALERT_LEVELS:
+                create_alert(connection, ioc_id, recorded.previous, recorded.history_id, now)
             queue.complete(connection, ioc_id)
             count_outcome(connection, report.provider, report.outcome, now)
             for answer in (*also, report):
@@ -216,6 +226,14 @@ class LookupService:
                 on_wait(wait)
             await self._sleep(min(wait, 5.0))
 
+    async def deliver_alerts(self) -> None:
+        """Send due alerts to the webhook, if one is configured (never raises)."""
+        config = self.settings.alerts
+        if config.webhook_url:
+            await deliver_pending(
+                self.engine, config.webhook_url, config.max_attempts, config.timeout_seconds
+            )
+
     # --- the worker --------------------------------------------------------------
 
     async def run_worker(
@@ -234,6 +252,7 @@ class LookupService:
                 if not claims and run_in_transaction(self.engine, queue.requeue_stale):
                     continue
                 if not claims:
+                    await self.deliver_alerts()
                     with self.engine.connect() as connection:
                         ready_in = queue.seconds_until_ready(connection)
                     if ready_in is None and once:

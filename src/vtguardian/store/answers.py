@@ -85,6 +85,17 @@ def _insert_report(
     ).inserted_primary_key[0]
 
 
+@dataclass(frozen=True)
+class Recorded:
+    report_id: int
+    previous: str | None
+    history_id: int | None  # set when the level changed
+
+    @property
+    def changed(self) -> bool:
+        return self.history_id is not None
+
+
 def record_answer(
     connection: Connection,
     ioc_id: int,
@@ -92,7 +103,7 @@ def record_answer(
     ttl: timedelta,
     now: datetime,
     also: Sequence[ReportRow] = (),
-) -> int:
+) -> Recorded:
     """Store the deciding report (and the flow's other answers), make it the IoC's
     current verdict, and note a change of level in the history."""
     for other in also:
@@ -143,18 +154,20 @@ def record_answer(
             "last_used_at",
         ],
     )
-    if changed:
-        connection.execute(
-            insert(verdict_history).values(
-                ioc_id=ioc_id,
-                old_verdict=previous.verdict if previous is not None else None,
-                new_verdict=report.verdict,
-                ratio=report.ratio,
-                report_id=report_id,
-                changed_at=now,
-            )
+    old = previous.verdict if previous is not None else None
+    if not changed:
+        return Recorded(report_id, old, None)
+    history_id = connection.execute(
+        insert(verdict_history).values(
+            ioc_id=ioc_id,
+            old_verdict=old,
+            new_verdict=report.verdict,
+            ratio=report.ratio,
+            report_id=report_id,
+            changed_at=now,
         )
-    return report_id
+    ).inserted_primary_key[0]
+    return Recorded(report_id, old, history_id)
 
 
 def cached_verdicts(

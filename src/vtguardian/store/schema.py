@@ -292,6 +292,7 @@ alerts = Table(
     Column("flip_key", String(96), nullable=False),
     Column("delivered_at", Timestamp),
     Column("delivery_attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp),
     Column("last_error", String(255)),
     UniqueConstraint("flip_key"),
     Index(None, "created_at"),

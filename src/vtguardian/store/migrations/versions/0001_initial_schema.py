@@ -148,6 +148,7 @@ def upgrade() -> None:
         sa.Column("flip_key", sa.String(length=96), nullable=False),
         sa.Column("delivered_at", TIMESTAMP, nullable=True),
         sa.Column("delivery_attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
         sa.Column("last_error", sa.String(length=255), nullable=True),
         sa.ForeignKeyConstraint(
             ["ioc_id"], ["iocs.id"], name=op.f("fk_alerts_ioc_id_iocs"), ondelete="CASCADE"

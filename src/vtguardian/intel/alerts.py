@@ -1,0 +1,169 @@
+"""Alerts: an IoC the network talked to turned malicious or suspicious.
+
+One alert per flip (the ``verdict_history`` row that recorded it), with the
+clients that contacted the IoC and when, created in the same transaction as
+the verdict so a crash cannot lose or double it. Delivery to a webhook (n8n,
+ntfy, Home Assistant, anything that takes a JSON POST) is separate and
+retried with backoff until it succeeds or the attempts run out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from sqlalchemy import Connection, Engine, func, or_, select, update
+
+from vtguardian.clock import as_naive_utc, utcnow
+from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.schema import alerts, clients, iocs, sightings, verdicts
+from vtguardian.store.upsert import upsert
+
+ALERT_LEVELS = ("malicious", "suspicious")
+
+
+def create_alert(
+    connection: Connection,
+    ioc_id: int,
+    previous: str | None,
+    history_id: int,
+    now: datetime,
+) -> bool:
+    """Record an alert for a flip if any client contacted the IoC; True when one was made."""
+    verdict = connection.execute(
+        select(verdicts.c.verdict, verdicts.c.ratio, verdicts.c.engines).where(
+            verdicts.c.ioc_id == ioc_id
+        )
+    ).one()
+    if verdict.verdict not in ALERT_LEVELS:
+        return False
+    contacts = connection.execute(
+        select(
+            clients.c.ip,
+            clients.c.name,
+            func.sum(sightings.c.hits),
+            func.min(sightings.c.hour),
+            func.max(sightings.c.last_seen),
+        )
+        .join(clients, clients.c.id == sightings.c.client_id)
+        .where(sightings.c.ioc_id == ioc_id)
+        .group_by(clients.c.ip, clients.c.name)
+        .order_by(clients.c.ip)
+    ).all()
+    if not contacts:
+        return False
+    first = min(as_naive_utc(row[3]) for row in contacts)
+    last = max(as_naive_utc(row[4]) for row in contacts)
+    upsert(
+        connection,
+        alerts,
+        [
+            {
+                "created_at": now,
+                "ioc_id": ioc_id,
+                "verdict": verdict.verdict,
+                "previous_verdict": previous,
+                "ratio": verdict.ratio,
+                "engines": list(verdict.engines or []),
+                "clients": [
+                    {
+                        "ip": ip,
+                        "name": name,
+                        "hits": int(hits),
+                        "first_seen": as_naive_utc(first_seen).isoformat() + "Z",
+                        "last_seen": as_naive_utc(last_seen).isoformat() + "Z",
+                    }
+                    for ip, name, hits, first_seen, last_seen in contacts
+                ],
+                "first_seen": first,
+                "last_seen": last,
+                "flip_key": f"{ioc_id}:{verdict.verdict}:{history_id}",
+                "delivery_attempts": 0,
+                "next_attempt_at": now,
+            }
+        ],
+        keys=["flip_key"],
+    )
+    return True
+
+
+@dataclass
+class Delivery:
+    delivered: int = 0
+    failed: int = 0
+
+
+def alert_payload(row: Any) -> dict[str, Any]:
+    """The JSON a webhook receives: everything needed to act without opening vtguardian."""
+    return {
+        "id": row.id,
+        "created_at": as_naive_utc(row.created_at).isoformat() + "Z",
+        "ioc": {"type": row.type, "value": row.value},
+        "verdict": row.verdict,
+        "previous_verdict": row.previous_verdict,
+        "ratio": row.ratio,
+        "engines": row.engines,
+        "clients": row.clients,
+        "first_seen": as_naive_utc(row.first_seen).isoformat() + "Z" if row.first_seen else None,
+        "last_seen": as_naive_utc(row.last_seen).isoformat() + "Z" if row.last_seen else None,
+        "source": "vtguardian",
+    }
+
+
+async def deliver_pending(
+    engine: Engine,
+    webhook_url: str,
+    max_attempts: int = 8,
+    timeout: float = 10.0,
+    now: datetime | None = None,
+) -> Delivery:
+    """POST every alert that is due; a failure is retried later (1, 2, 4 ... 60 min)."""
+    now = now or utcnow()
+    with engine.connect() as connection:
+        due = connection.execute(
+            select(alerts, iocs.c.type, iocs.c.value)
+            .join(iocs, iocs.c.id == alerts.c.ioc_id)
+            .where(
+                alerts.c.delivered_at.is_(None),
+                alerts.c.delivery_attempts < max_attempts,
+                or_(alerts.c.next_attempt_at.is_(None), alerts.c.next_attempt_at <= now),
+            )
+            .order_by(alerts.c.id)
+            .limit(100)
+        ).all()
+    result = Delivery()
+    if not due:
+        return result
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        for row in due:
+            error = await _post(session, webhook_url, alert_payload(row))
+            values: dict[str, Any]
+            if error is None:
+                result.delivered += 1
+                values = {"delivered_at": utcnow(), "last_error": None}
+            else:
+                result.failed += 1
+                delay = min(3600, 60 * 2**row.delivery_attempts)
+                values = {
+                    "last_error": error[:255],
+                    "next_attempt_at": now + timedelta(seconds=delay),
+                }
+            values["delivery_attempts"] = row.delivery_attempts + 1
+
+            def work(connection: Connection, alert_id: int = row.id, changes=values) -> None:
+                connection.execute(update(alerts).where(alerts.c.id == alert_id).values(**changes))
+
+            run_in_transaction(engine, work)
+    return result
+
+
+async def _post(session: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> str | None:
+    try:
+        async with session.post(url, json=payload) as response:
+            if 200 <= response.status < 300:
+                return None
+            return f"HTTP {response.status}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
