@@ -409,6 +409,73 @@ def flow_show(
     out.print(table)
 
 
+@app.command("enrich")
+def enrich_command(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Option("--in", help="NDJSON events: a file or '-' (stdin).")
+    ] = "-",
+    target: Annotated[str, typer.Option("--out", help="Where to write: a file or '-'.")] = "-",
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="Event field holding IoCs (repeatable; ECS defaults)."),
+    ] = None,
+) -> None:
+    """Add threat.enrichments[] and vtguardian.is_malicious / ioc.global.result to events.
+
+    Uses only the cache, the allowlist and local feeds: unknown IoCs are queued for
+    the worker and marked pending, never waited on.
+    """
+    import orjson as json_lib
+
+    from vtguardian.intel.enrich import DEFAULT_FIELDS, Enricher
+    from vtguardian.intel.flow import Flow
+    from vtguardian.iocs import Classifier
+
+    settings = _state(ctx).settings
+    classifier = Classifier.from_settings(settings)
+    enricher = Enricher(
+        _open_store(ctx), classifier, Flow(settings, classifier), field or DEFAULT_FIELDS
+    )
+    bad = 0
+    reader = sys.stdin.buffer if source == "-" else _open_input(source)
+    writer = sys.stdout.buffer if target == "-" else open(target, "wb")  # noqa: SIM115
+
+    def events():
+        nonlocal bad
+        for line in reader:
+            if not line.strip():
+                continue
+            try:
+                event = json_lib.loads(line)
+            except json_lib.JSONDecodeError:
+                bad += 1
+                continue
+            if isinstance(event, dict):
+                yield event
+            else:
+                bad += 1
+
+    try:
+        for event in enricher.enrich(events()):
+            writer.write(json_lib.dumps(event) + b"\n")
+    finally:
+        if writer is not sys.stdout.buffer:
+            writer.close()
+    stats = enricher.stats
+    err.print(
+        f"{stats.events} events, {stats.enriched} enriched, {stats.queued} IoCs queued for "
+        f"lookup, {bad} lines that were not JSON objects skipped"
+    )
+
+
+def _open_input(path: str):
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InvalidInput(f"--in {path}: {exc.strerror}") from None
+
+
 @app.command("hunt")
 def hunt_command(
     ctx: typer.Context,

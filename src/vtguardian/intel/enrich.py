@@ -1,0 +1,250 @@
+"""Event enrichment: add what vtguardian knows to each event, without waiting on anyone.
+
+For every IoC in the chosen fields, the cached verdict (or the allowlist and
+local feeds) becomes an ECS ``threat.enrichments[]`` entry, and the event gets
+``vtguardian.is_malicious`` and ``vtguardian.ioc.global.result`` (the worst
+level among its IoCs). IoCs nobody has answered yet are queued for lookup once
+and reported as ``pending``; enrichment never spends quota or waits for it.
+
+Events are handled in chunks: each chunk's distinct IoCs are resolved with one
+query, so a warm cache costs a dictionary lookup per field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from vtguardian.clock import utcnow
+from vtguardian.intel import queue
+from vtguardian.intel.flow import Flow
+from vtguardian.iocs import Classifier, IocType
+from vtguardian.sources.ecs import lookup
+from vtguardian.store.answers import CachedVerdict, cached_verdicts
+from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.entities import ensure_iocs, find_ioc_ids
+from vtguardian.verdict import Level
+
+DEFAULT_FIELDS = (
+    "source.ip",
+    "destination.ip",
+    "dns.question.name",
+    "url.full",
+    "url.domain",
+    "tls.client.server_name",
+    "file.hash.sha256",
+    "file.hash.md5",
+)
+SEVERITY = {"malicious": 4, "suspicious": 3, "pending": 2, "harmless": 1, "unknown": 0}
+_STIX = {"domain": "domain-name", "url": "url", "file": "file"}
+CHUNK = 5000
+
+
+@dataclass
+class EnrichStats:
+    events: int = 0
+    enriched: int = 0
+    queued: int = 0
+
+
+def _indicator(kind: str, value: str) -> dict[str, Any]:
+    if kind == "ip":
+        return {"type": "ipv6-addr" if ":" in value else "ipv4-addr", "ip": value}
+    if kind == "domain":
+        return {"type": "domain-name", "url": {"domain": value}}
+    if kind == "url":
+        return {"type": "url", "url": {"full": value}}
+    return {"type": "file", "file": {"hash": {_hash_name(value): value}}}
+
+
+def _hash_name(value: str) -> str:
+    return {32: "md5", 40: "sha1"}.get(len(value), "sha256")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() + "Z" if moment else None
+
+
+class Enricher:
+    """Reusable across calls (the CLI, the REST API): caches what it learnt."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        classifier: Classifier,
+        flow: Flow | None = None,
+        fields: Sequence[str] = DEFAULT_FIELDS,
+        queue_unknown: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.classifier = classifier
+        self.flow = flow
+        self.fields = list(fields)
+        self._paths = [(field, field.split(".")) for field in self.fields]
+        self._ioc_of: dict[str, tuple[str, str] | None] = {}  # raw value -> IoC, memoised
+        self.queue_unknown = queue_unknown
+        self.stats = EnrichStats()
+        self._known: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._queued: set[tuple[str, str]] = set()
+
+    def enrich(self, events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        chunk: list[dict[str, Any]] = []
+        for event in events:
+            chunk.append(event)
+            if len(chunk) >= CHUNK:
+                yield from self._chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self._chunk(chunk)
+
+    def _atoms(self, event: dict[str, Any]) -> list[tuple[str, str, tuple[str, str]]]:
+        """(field, raw value, IoC) for every eligible IoC in the chosen fields."""
+        found = []
+        ioc_of = self._ioc_of
+        for field, parts in self._paths:
+            value: Any = event
+            for part in parts:  # nested objects: the common ECS shape, walked directly
+                value = value.get(part) if value.__class__ is dict else None
+                if value is None:
+                    break
+            if value is None:
+                value = lookup(event, field)  # dotted keys ("dns.question.name": ...)
+            for item in value if isinstance(value, list) else (value,):
+                if item.__class__ is not str or not item:
+                    continue
+                if item in ioc_of:
+                    ioc = ioc_of[item]
+                else:
+                    ioc = ioc_of[item] = self._ioc(item)
+                if ioc is not None:
+                    found.append((field, item, ioc))
+        return found
+
+    def _ioc(self, raw: str) -> tuple[str, str] | None:
+        if len(self._ioc_of) > 500_000:  # bounded: a long-running API process
+            self._ioc_of.clear()
+        result = self.classifier.classify(raw)
+        if result.eligible and result.type is not None and result.value is not None:
+            return (result.type.value, result.value)
+        return None
+
+    def _chunk(self, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        atoms = [self._atoms(event) for event in events]
+        missing = {ioc for per_event in atoms for _f, _r, ioc in per_event} - self._known.keys()
+        if missing:
+            self._resolve(missing)
+        now = _iso(utcnow())
+        for event, per_event in zip(events, atoms, strict=True):
+            self.stats.events += 1
+            enrichments = []
+            worst = "unknown" if not per_event else "harmless"
+            for field, raw, ioc in per_event:
+                template = self._known.get(ioc)
+                if template is None:
+                    level = "pending"
+                else:
+                    level = template["vtguardian"]["verdict"]
+                    entry = dict(template)
+                    entry["matched"] = {
+                        "atomic": raw,
+                        "field": field,
+                        "type": "indicator_match_rule",
+                        "occurred": now,
+                    }
+                    enrichments.append(entry)
+                if SEVERITY[level] > SEVERITY[worst]:
+                    worst = level
+            if enrichments:
+                self.stats.enriched += 1
+                threat = event.setdefault("threat", {})
+                if isinstance(threat, dict):
+                    threat.setdefault("enrichments", []).extend(enrichments)
+            event["vtguardian"] = {
+                "is_malicious": worst == "malicious",
+                "ioc": {"global": {"result": worst}},
+            }
+            yield event
+
+    def _resolve(self, iocs: set[tuple[str, str]]) -> None:
+        """Cached verdicts, else local providers, else queue for the worker."""
+        now = utcnow()
+        with self.engine.connect() as connection:
+            ids = find_ioc_ids(connection, iocs)
+            cached = cached_verdicts(connection, ids.values(), now)
+        unresolved = []
+        for ioc in iocs:
+            answer = cached.get(ids.get(ioc, -1))
+            if answer is not None:
+                self._known[ioc] = _template(ioc, answer)
+                continue
+            local = self.flow.ask_local(IocType(ioc[0]), ioc[1]) if self.flow else None
+            if local is not None and local.decider is not None:
+                decider = local.decider
+                self._known[ioc] = _template_from(
+                    ioc, decider.verdict, decider.provider, None, None, decider.labels
+                )
+                continue
+            self._known[ioc] = None
+            unresolved.append(ioc)
+        if self.queue_unknown and unresolved:
+            fresh = [ioc for ioc in unresolved if ioc not in self._queued]
+            self._queued.update(fresh)
+            self.stats.queued += len(fresh)
+
+            def work(connection: Any) -> None:
+                stored = ensure_iocs(connection, {ioc: (None, now, now) for ioc in fresh})
+                queue.enqueue(
+                    connection,
+                    [
+                        queue.QueueRequest(i, queue.TIER_NEW, reason="enrich")
+                        for i in stored.values()
+                    ],
+                    now,
+                )
+
+            if fresh:
+                run_in_transaction(self.engine, work)
+
+
+def _template(ioc: tuple[str, str], answer: CachedVerdict) -> dict[str, Any]:
+    return _template_from(
+        ioc,
+        answer.verdict,
+        answer.decided_by or "virustotal",
+        answer.ratio,
+        answer.analysis_date,
+        None,
+        answer.malicious,
+    )
+
+
+def _template_from(
+    ioc: tuple[str, str],
+    verdict: str,
+    provider: str,
+    ratio: float | None,
+    analysed: datetime | None,
+    labels: list[str] | None,
+    malicious: int | None = None,
+) -> dict[str, Any]:
+    indicator = _indicator(*ioc)
+    indicator["provider"] = provider
+    indicator["confidence"] = {"malicious": "High", "suspicious": "Medium"}.get(verdict, "Low")
+    if malicious is not None:
+        indicator["scanner_stats"] = malicious
+    if analysed is not None:
+        indicator["modified_at"] = _iso(analysed)
+    if labels:
+        indicator["description"] = "; ".join(labels)[:200]
+    return {
+        "indicator": indicator,
+        "vtguardian": {
+            "verdict": verdict if verdict in SEVERITY else Level.UNKNOWN.value,
+            "ratio": ratio,
+            "last_analysis_date": _iso(analysed),
+        },
+    }

@@ -1,0 +1,105 @@
+"""Event enrichment with a warm cache, local providers, and queueing of the unknown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import orjson
+from sqlalchemy import text
+
+from helpers import run_cli, settings_for
+from vtguardian.intel.enrich import Enricher
+from vtguardian.intel.flow import Flow
+from vtguardian.intel.lookup import LookupService
+from vtguardian.iocs import Classifier
+
+
+def _warm(engine, db_url, vt_url, values):
+    service = LookupService(settings_for(db_url, vt_url), engine)
+    asyncio.run(service.lookup_values(values))
+
+
+def test_enrich_cli_adds_ecs_enrichments_and_queues_unknown_once(
+    engine, db_url, vt_emulator, tmp_path
+):
+    _warm(engine, db_url, vt_emulator.url, ["malware-c2.example.net", "www.google.com"])
+    events = [
+        {"@timestamp": "2026-11-20T10:00:00Z", "source": {"ip": "192.168.1.5"},
+         "dns": {"question": {"name": "malware-c2.example.net"}}},
+        {"@timestamp": "2026-11-20T10:00:01Z", "source": {"ip": "192.168.1.6"},
+         "dns": {"question": {"name": "www.google.com"}}},
+        {"@timestamp": "2026-11-20T10:00:02Z", "source": {"ip": "192.168.1.6"},
+         "url": {"full": "https://never-seen.example.org/x"}},
+        {"@timestamp": "2026-11-20T10:00:03Z", "source": {"ip": "192.168.1.7"},
+         "url": {"full": "https://never-seen.example.org/x"}},
+        {"@timestamp": "2026-11-20T10:00:04Z", "message": "no indicators here"},
+    ]  # fmt: skip
+    source = tmp_path / "in.ndjson"
+    source.write_text("".join(json.dumps(e) + "\n" for e in events) + "not json\n")
+    target = tmp_path / "out.ndjson"
+    env = {"VTGUARDIAN_DATABASE__URL": db_url}
+    result = run_cli("enrich", "--in", str(source), "--out", str(target), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "1 lines that were not JSON objects skipped" in result.stderr
+    out = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(out) == 5
+    bad, good, unknown, unknown_again, empty = out
+    (entry,) = bad["threat"]["enrichments"]
+    assert entry["indicator"]["type"] == "domain-name"
+    assert entry["indicator"]["url"]["domain"] == "malware-c2.example.net"
+    assert entry["indicator"]["provider"] == "virustotal"
+    assert entry["matched"] == {
+        "atomic": "malware-c2.example.net",
+        "field": "dns.question.name",
+        "type": "indicator_match_rule",
+        "occurred": entry["matched"]["occurred"],
+    }
+    assert entry["vtguardian"]["verdict"] == "malicious"
+    assert entry["vtguardian"]["ratio"] > 0.1 and entry["vtguardian"]["last_analysis_date"]
+    assert bad["vtguardian"] == {"is_malicious": True, "ioc": {"global": {"result": "malicious"}}}
+    assert good["vtguardian"]["ioc"]["global"]["result"] == "harmless"
+    assert good["threat"]["enrichments"][0]["vtguardian"]["verdict"] == "harmless"
+    assert unknown["vtguardian"]["ioc"]["global"]["result"] == "pending"
+    assert "threat" not in unknown and unknown_again["vtguardian"]["is_malicious"] is False
+    assert empty["vtguardian"]["ioc"]["global"]["result"] == "unknown"
+    with engine.connect() as connection:
+        queued = (
+            connection.execute(
+                text("SELECT i.value FROM lookup_queue q JOIN iocs i ON i.id = q.ioc_id")
+            )
+            .scalars()
+            .all()
+        )
+    assert queued == ["https://never-seen.example.org/x"]
+    assert len(vt_emulator.emulator.calls()) == 2  # enrichment never asked VirusTotal
+
+
+def test_feeds_enrich_without_a_lookup(engine, db_url, vt_emulator, tmp_path):
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("0.0.0.0 listed.example.com\n")
+    settings = settings_for(db_url, vt_emulator.url, feeds={"files": [str(hosts)]})
+    classifier = Classifier.from_settings(settings)
+    enricher = Enricher(engine, classifier, Flow(settings, classifier), ["dns.question.name"])
+    (event,) = enricher.enrich([{"dns": {"question": {"name": "listed.example.com"}}}])
+    (entry,) = event["threat"]["enrichments"]
+    assert entry["indicator"]["provider"] == "feeds"
+    assert event["vtguardian"]["is_malicious"] is True
+    assert enricher.stats.queued == 0
+
+
+def test_every_matched_field_is_enriched_in_a_large_batch(engine, db_url, vt_emulator):
+    names = [f"host{n}.example.com" for n in range(50)]
+    _warm(engine, db_url, vt_emulator.url, names)
+    classifier = Classifier()
+    enricher = Enricher(engine, classifier, None, ["dns.question.name", "destination.ip"])
+    events = [
+        {"dns": {"question": {"name": names[n % 50]}}, "destination": {"ip": "10.0.0.1"}}
+        for n in range(12_000)
+    ]
+    out = list(enricher.enrich(events))
+    assert len(out) == 12_000
+    for event in out:
+        (entry,) = event["threat"]["enrichments"]  # 10.0.0.1 is private: never an IoC
+        assert entry["matched"]["atomic"] == event["dns"]["question"]["name"]
+    assert orjson.loads(orjson.dumps(out[-1]))["vtguardian"]["ioc"]["global"]["result"]
