@@ -88,18 +88,23 @@ def test_feeds_enrich_without_a_lookup(engine, db_url, vt_emulator, tmp_path):
     assert enricher.stats.queued == 0
 
 
-def test_every_matched_field_is_enriched_in_a_large_batch(engine, db_url, vt_emulator):
+def test_100k_events_with_a_warm_cache(engine, db_url, vt_emulator):
     names = [f"host{n}.example.com" for n in range(50)]
     _warm(engine, db_url, vt_emulator.url, names)
+    calls = len(vt_emulator.emulator.calls())
     classifier = Classifier()
     enricher = Enricher(engine, classifier, None, ["dns.question.name", "destination.ip"])
-    events = [
-        {"dns": {"question": {"name": names[n % 50]}}, "destination": {"ip": "10.0.0.1"}}
-        for n in range(12_000)
-    ]
-    out = list(enricher.enrich(events))
-    assert len(out) == 12_000
-    for event in out:
+    events = (
+        {"dns": {"question": {"name": names[n % 50]}}, "destination": {"ip": "10.0.0.1"}, "n": n}
+        for n in range(100_000)
+    )
+    ndjson = b"".join(orjson.dumps(event) + b"\n" for event in enricher.enrich(events))
+    lines = ndjson.splitlines()
+    assert len(lines) == 100_000
+    for n, line in enumerate(lines):
+        event = orjson.loads(line)  # valid NDJSON, one event per line, in order
+        assert event["n"] == n
         (entry,) = event["threat"]["enrichments"]  # 10.0.0.1 is private: never an IoC
-        assert entry["matched"]["atomic"] == event["dns"]["question"]["name"]
-    assert orjson.loads(orjson.dumps(out[-1]))["vtguardian"]["ioc"]["global"]["result"]
+        assert entry["matched"]["atomic"] == names[n % 50] == entry["indicator"]["url"]["domain"]
+        assert event["vtguardian"]["ioc"]["global"]["result"] == entry["vtguardian"]["verdict"]
+    assert enricher.stats.queued == 0 and len(vt_emulator.emulator.calls()) == calls
