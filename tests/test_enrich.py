@@ -108,3 +108,32 @@ def test_100k_events_with_a_warm_cache(engine, db_url, vt_emulator):
         assert entry["matched"]["atomic"] == names[n % 50] == entry["indicator"]["url"]["domain"]
         assert event["vtguardian"]["ioc"]["global"]["result"] == entry["vtguardian"]["verdict"]
     assert enricher.stats.queued == 0 and len(vt_emulator.emulator.calls()) == calls
+
+
+def test_ndjson_path_matches_the_object_path(engine, db_url, vt_emulator):
+    _warm(engine, db_url, vt_emulator.url, ["malware-c2.example.net", "www.google.com"])
+    events = [
+        {"dns": {"question": {"name": "malware-c2.example.net"}}, "source": {"ip": "8.8.8.8"}},
+        {"dns": {"question": {"name": "www.google.com"}}},
+        {"dns.question.name": "www.google.com", "threat": {"framework": "MITRE ATT&CK"}},
+        {},
+        {"url": {"full": "https://unknown.example.org/"}, "vtguardian": {"note": "old"}},
+    ]
+
+    def strip(event):
+        for entry in event.get("threat", {}).get("enrichments", []):
+            entry["matched"].pop("occurred")
+        return event
+
+    fields = ["dns.question.name", "source.ip", "url.full"]
+    objects = Enricher(engine, Classifier(), None, fields, queue_unknown=False)
+    lines = Enricher(engine, Classifier(), None, fields, queue_unknown=False)
+    expected = [strip(e) for e in objects.enrich([orjson.loads(orjson.dumps(e)) for e in events])]
+    produced = b"".join(lines.enrich_lines(orjson.dumps(e) + b"\n" for e in events))
+    got = [strip(orjson.loads(line)) for line in produced.splitlines()]
+    assert got == expected
+    assert got[2]["threat"]["framework"] == "MITRE ATT&CK"
+    assert got[3] == {
+        "vtguardian": {"is_malicious": False, "ioc": {"global": {"result": "unknown"}}}
+    }
+    assert (objects.stats.enriched, lines.stats.enriched) == (3, 3)

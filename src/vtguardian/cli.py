@@ -426,8 +426,6 @@ def enrich_command(
     Uses only the cache, the allowlist and local feeds: unknown IoCs are queued for
     the worker and marked pending, never waited on.
     """
-    import orjson as json_lib
-
     from vtguardian.intel.enrich import DEFAULT_FIELDS, Enricher
     from vtguardian.intel.flow import Flow
     from vtguardian.iocs import Classifier
@@ -437,35 +435,17 @@ def enrich_command(
     enricher = Enricher(
         _open_store(ctx), classifier, Flow(settings, classifier), field or DEFAULT_FIELDS
     )
-    bad = 0
     reader = sys.stdin.buffer if source == "-" else _open_input(source)
     writer = sys.stdout.buffer if target == "-" else open(target, "wb")  # noqa: SIM115
-
-    def events():
-        nonlocal bad
-        for line in reader:
-            if not line.strip():
-                continue
-            try:
-                event = json_lib.loads(line)
-            except json_lib.JSONDecodeError:
-                bad += 1
-                continue
-            if isinstance(event, dict):
-                yield event
-            else:
-                bad += 1
-
     try:
-        for event in enricher.enrich(events()):
-            writer.write(json_lib.dumps(event) + b"\n")
+        writer.writelines(enricher.enrich_lines(reader))
     finally:
         if writer is not sys.stdout.buffer:
             writer.close()
     stats = enricher.stats
     err.print(
         f"{stats.events} events, {stats.enriched} enriched, {stats.queued} IoCs queued for "
-        f"lookup, {bad} lines that were not JSON objects skipped"
+        f"lookup, {stats.skipped} lines that were not JSON objects skipped"
     )
 
 

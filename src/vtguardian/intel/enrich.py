@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine
 
 from vtguardian.clock import utcnow
@@ -49,6 +50,15 @@ class EnrichStats:
     events: int = 0
     enriched: int = 0
     queued: int = 0
+    skipped: int = 0  # input lines that were not JSON objects
+
+
+Atom = tuple[str, str, tuple[str, str]]  # field, raw value, (type, value)
+_RESULT_JSON = {
+    level: b'"vtguardian":'
+    + orjson.dumps({"is_malicious": level == "malicious", "ioc": {"global": {"result": level}}})
+    for level in SEVERITY
+}
 
 
 def _indicator(kind: str, value: str) -> dict[str, Any]:
@@ -101,7 +111,7 @@ class Enricher:
         if chunk:
             yield from self._chunk(chunk)
 
-    def _atoms(self, event: dict[str, Any]) -> list[tuple[str, str, tuple[str, str]]]:
+    def _atoms(self, event: dict[str, Any]) -> list[Atom]:
         """(field, raw value, IoC) for every eligible IoC in the chosen fields."""
         found = []
         ioc_of = self._ioc_of
@@ -132,42 +142,109 @@ class Enricher:
             return (result.type.value, result.value)
         return None
 
-    def _chunk(self, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def _prepare(self, events: list[dict[str, Any]]) -> tuple[list[list[Atom]], str | None]:
         atoms = [self._atoms(event) for event in events]
         missing = {ioc for per_event in atoms for _f, _r, ioc in per_event} - self._known.keys()
         if missing:
             self._resolve(missing)
-        now = _iso(utcnow())
+        return atoms, _iso(utcnow())
+
+    def _matches(self, per_event: list[Atom]) -> tuple[list[Atom], str]:
+        """The atoms that have an answer, and the worst level among all of them."""
+        matched = []
+        worst = "harmless" if per_event else "unknown"
+        for atom in per_event:
+            template = self._known.get(atom[2])
+            if template is None:
+                level = "pending"
+            else:
+                level = template["vtguardian"]["verdict"]
+                matched.append(atom)
+            if SEVERITY[level] > SEVERITY[worst]:
+                worst = level
+        return matched, worst
+
+    def _entry(self, atom: Atom, now: str | None) -> dict[str, Any]:
+        field, raw, ioc = atom
+        entry = dict(self._known[ioc] or {})
+        entry["matched"] = {
+            "atomic": raw,
+            "field": field,
+            "type": "indicator_match_rule",
+            "occurred": now,
+        }
+        return entry
+
+    def _chunk(self, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        atoms, now = self._prepare(events)
         for event, per_event in zip(events, atoms, strict=True):
             self.stats.events += 1
-            enrichments = []
-            worst = "unknown" if not per_event else "harmless"
-            for field, raw, ioc in per_event:
-                template = self._known.get(ioc)
-                if template is None:
-                    level = "pending"
-                else:
-                    level = template["vtguardian"]["verdict"]
-                    entry = dict(template)
-                    entry["matched"] = {
-                        "atomic": raw,
-                        "field": field,
-                        "type": "indicator_match_rule",
-                        "occurred": now,
-                    }
-                    enrichments.append(entry)
-                if SEVERITY[level] > SEVERITY[worst]:
-                    worst = level
-            if enrichments:
-                self.stats.enriched += 1
-                threat = event.setdefault("threat", {})
-                if isinstance(threat, dict):
-                    threat.setdefault("enrichments", []).extend(enrichments)
-            event["vtguardian"] = {
-                "is_malicious": worst == "malicious",
-                "ioc": {"global": {"result": worst}},
-            }
+            matched, worst = self._matches(per_event)
+            self._apply(event, [self._entry(atom, now) for atom in matched], worst)
             yield event
+
+    def _apply(self, event: dict[str, Any], enrichments: list[dict[str, Any]], worst: str) -> None:
+        if enrichments:
+            self.stats.enriched += 1
+            threat = event.setdefault("threat", {})
+            if isinstance(threat, dict):
+                threat.setdefault("enrichments", []).extend(enrichments)
+        event["vtguardian"] = {
+            "is_malicious": worst == "malicious",
+            "ioc": {"global": {"result": worst}},
+        }
+
+    def enrich_lines(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        """NDJSON in, NDJSON out (the CLI's path): the same result as :meth:`enrich`,
+        written by splicing pre-serialised enrichments into each event's JSON."""
+        chunk: list[dict[str, Any]] = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.stats.skipped += 1
+                continue
+            if event.__class__ is not dict:
+                self.stats.skipped += 1
+                continue
+            chunk.append(event)
+            if len(chunk) >= CHUNK:
+                yield from self._chunk_lines(chunk)
+                chunk = []
+        if chunk:
+            yield from self._chunk_lines(chunk)
+
+    def _chunk_lines(self, events: list[dict[str, Any]]) -> Iterator[bytes]:
+        atoms, now = self._prepare(events)
+        # Events that carry the same IoCs in the same fields share one fragment.
+        fragments: dict[tuple[Atom, ...], tuple[bytes, bool]] = {}
+        for event, per_event in zip(events, atoms, strict=True):
+            self.stats.events += 1
+            if "threat" in event or "vtguardian" in event:  # merge into what is there
+                matched, worst = self._matches(per_event)
+                self._apply(event, [self._entry(atom, now) for atom in matched], worst)
+                yield orjson.dumps(event) + b"\n"
+                continue
+            key = tuple(per_event)
+            cached = fragments.get(key)
+            if cached is None:
+                cached = fragments[key] = self._fragment(per_event, now)
+            fragment, enriched = cached
+            self.stats.enriched += enriched
+            body = orjson.dumps(event)
+            yield body[:-1] + (b"," if len(body) > 2 else b"") + fragment
+
+    def _fragment(self, per_event: list[Atom], now: str | None) -> tuple[bytes, bool]:
+        """The JSON to append to an event with these atoms, and whether it enriches."""
+        matched, worst = self._matches(per_event)
+        parts = []
+        if matched:
+            entries = b",".join(orjson.dumps(self._entry(atom, now)) for atom in matched)
+            parts.append(b'"threat":{"enrichments":[' + entries + b"]}")
+        parts.append(_RESULT_JSON[worst])
+        return b",".join(parts) + b"}\n", bool(matched)
 
     def _resolve(self, iocs: set[tuple[str, str]]) -> None:
         """Cached verdicts, else local providers, else queue for the worker."""
