@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-from sqlalchemy import Connection, Engine, func, or_, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 
 from vtguardian.clock import as_naive_utc, utcnow
+from vtguardian.store.contacts import Contact, client_contacts
 from vtguardian.store.engine import run_in_transaction
-from vtguardian.store.schema import alerts, clients, iocs, sightings, verdicts
+from vtguardian.store.schema import alerts, iocs, sightings, verdicts
 from vtguardian.store.upsert import upsert
 
 ALERT_LEVELS = ("malicious", "suspicious")
@@ -39,23 +40,11 @@ def create_alert(
     ).one()
     if verdict.verdict not in ALERT_LEVELS:
         return False
-    contacts = connection.execute(
-        select(
-            clients.c.ip,
-            clients.c.name,
-            func.sum(sightings.c.hits),
-            func.min(sightings.c.hour),
-            func.max(sightings.c.last_seen),
-        )
-        .join(clients, clients.c.id == sightings.c.client_id)
-        .where(sightings.c.ioc_id == ioc_id)
-        .group_by(clients.c.ip, clients.c.name)
-        .order_by(clients.c.ip)
-    ).all()
+    contacts = sorted(client_contacts(connection, sightings.c.ioc_id == ioc_id), key=_by_ip)
     if not contacts:
         return False
-    first = min(as_naive_utc(row[3]) for row in contacts)
-    last = max(as_naive_utc(row[4]) for row in contacts)
+    first = min(c.first_seen for c in contacts)
+    last = max(c.last_seen for c in contacts)
     upsert(
         connection,
         alerts,
@@ -69,13 +58,13 @@ def create_alert(
                 "engines": list(verdict.engines or []),
                 "clients": [
                     {
-                        "ip": ip,
-                        "name": name,
-                        "hits": int(hits),
-                        "first_seen": as_naive_utc(first_seen).isoformat() + "Z",
-                        "last_seen": as_naive_utc(last_seen).isoformat() + "Z",
+                        "ip": c.client,
+                        "name": c.name,
+                        "hits": c.hits,
+                        "first_seen": c.first_seen.isoformat() + "Z",
+                        "last_seen": c.last_seen.isoformat() + "Z",
                     }
-                    for ip, name, hits, first_seen, last_seen in contacts
+                    for c in contacts
                 ],
                 "first_seen": first,
                 "last_seen": last,
@@ -87,6 +76,10 @@ def create_alert(
         keys=["flip_key"],
     )
     return True
+
+
+def _by_ip(contact: Contact) -> str:
+    return contact.client
 
 
 @dataclass

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, or_
 
-from vtguardian.clock import as_naive_utc, utcnow
+from vtguardian.clock import utcnow
 from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier, IocType
-from vtguardian.store.schema import clients, iocs, sightings
+from vtguardian.store.contacts import Contact, client_contacts
+from vtguardian.store.schema import iocs, sightings
 
-
-@dataclass(frozen=True)
-class Contact:
-    client: str
-    name: str | None
-    first_seen: datetime
-    last_seen: datetime
-    hits: int
-    iocs: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "client": self.client,
-            "name": self.name,
-            "first_seen": self.first_seen.isoformat() + "Z",
-            "last_seen": self.last_seen.isoformat() + "Z",
-            "hits": self.hits,
-            "iocs": self.iocs,
-        }
+__all__ = ["Contact", "hunt"]
 
 
 def hunt(engine: Engine, value: str, days: float = 30.0) -> list[Contact]:
@@ -48,28 +30,9 @@ def hunt(engine: Engine, value: str, days: float = 30.0) -> list[Contact]:
         )
     else:
         condition = (iocs.c.type == result.type.value) & (iocs.c.value == result.value)
-    since = utcnow() - timedelta(days=days)
-    query = (
-        select(
-            clients.c.ip,
-            clients.c.name,
-            func.min(sightings.c.hour),
-            func.max(sightings.c.last_seen),
-            func.sum(sightings.c.hits),
-            func.count(func.distinct(sightings.c.ioc_id)),
-        )
-        .join(iocs, iocs.c.id == sightings.c.ioc_id)
-        .join(clients, clients.c.id == sightings.c.client_id)
-        .where(condition, sightings.c.hour >= since - timedelta(hours=1))
-        .group_by(clients.c.ip, clients.c.name)
-        .order_by(func.sum(sightings.c.hits).desc(), clients.c.ip)
-    )
+    since = utcnow() - timedelta(days=days, hours=1)
     with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    return [
-        Contact(ip or "(unknown)", name, as_naive_utc(first), as_naive_utc(last), int(hits), n)
-        for ip, name, first, last, hits, n in rows
-    ]
+        return client_contacts(connection, condition, sightings.c.hour >= since)
 
 
 def _escape(text: str) -> str:
