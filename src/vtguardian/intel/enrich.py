@@ -198,8 +198,10 @@ class Enricher:
         """NDJSON in, NDJSON out (the CLI's path): the same result as :meth:`enrich`,
         written by splicing pre-serialised enrichments into each event's JSON."""
         chunk: list[dict[str, Any]] = []
+        raw: list[bytes] = []
         for line in lines:
-            if not line.strip():
+            line = line.strip()
+            if not line:
                 continue
             try:
                 event = orjson.loads(line)
@@ -210,17 +212,19 @@ class Enricher:
                 self.stats.skipped += 1
                 continue
             chunk.append(event)
+            raw.append(line)
             if len(chunk) >= CHUNK:
-                yield from self._chunk_lines(chunk)
-                chunk = []
+                yield from self._chunk_lines(chunk, raw)
+                chunk, raw = [], []
         if chunk:
-            yield from self._chunk_lines(chunk)
+            yield from self._chunk_lines(chunk, raw)
 
-    def _chunk_lines(self, events: list[dict[str, Any]]) -> Iterator[bytes]:
+    def _chunk_lines(self, events: list[dict[str, Any]], raw: list[bytes]) -> Iterator[bytes]:
+        """Each input line is kept byte for byte; the enrichment is appended inside it."""
         atoms, now = self._prepare(events)
         # Events that carry the same IoCs in the same fields share one fragment.
         fragments: dict[tuple[Atom, ...], tuple[bytes, bool]] = {}
-        for event, per_event in zip(events, atoms, strict=True):
+        for event, line, per_event in zip(events, raw, atoms, strict=True):
             self.stats.events += 1
             if "threat" in event or "vtguardian" in event:  # merge into what is there
                 matched, worst = self._matches(per_event)
@@ -233,8 +237,7 @@ class Enricher:
                 cached = fragments[key] = self._fragment(per_event, now)
             fragment, enriched = cached
             self.stats.enriched += enriched
-            body = orjson.dumps(event)
-            yield body[:-1] + (b"," if len(body) > 2 else b"") + fragment
+            yield line[:-1] + (b"," if event else b"") + fragment
 
     def _fragment(self, per_event: list[Atom], now: str | None) -> tuple[bytes, bool]:
         """The JSON to append to an event with these atoms, and whether it enriches."""
