@@ -69,8 +69,12 @@ def test_worker_answers_each_queued_ioc_once_and_stores_it(engine, db_url, vt_em
     assert int(found) == report.found
 
 
-def test_unknown_answers_are_cached_for_a_shorter_time(engine, db_url, vt_emulator):
-    _queue_domains(engine, ["brand-new-domain.example.com", "malware-c2.example.net"])
+def test_cache_lifetime_depends_on_the_verdict(engine, db_url, vt_emulator):
+    _queue_domains(
+        engine,
+        ["brand-new-domain.example.com", "malware-c2.example.net", "www.google.com",
+         "grayware.example.com"],
+    )  # fmt: skip
     service = _service(engine, db_url, vt_emulator.url, cache={"unknown_ttl_days": 0.5})
     asyncio.run(service.run_worker(once=True))
     with engine.connect() as connection:
@@ -79,7 +83,9 @@ def test_unknown_answers_are_cached_for_a_shorter_time(engine, db_url, vt_emulat
         ).all()
     ttl = {verdict: expires - checked for verdict, checked, expires in rows}
     assert ttl["unknown"] == timedelta(days=0.5)
-    assert ttl["malicious"] == timedelta(days=7)
+    assert ttl["malicious"] == timedelta(days=1)  # bad verdicts are re-checked sooner
+    assert ttl["suspicious"] == timedelta(days=2)
+    assert ttl["harmless"] == timedelta(days=7)
 
 
 def test_cached_ioc_costs_zero_requests_then_expires(engine, db_url, vt_emulator):
