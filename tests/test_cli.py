@@ -17,7 +17,20 @@ COMMANDS = [
     ["db", "upgrade"],
     ["db", "downgrade"],
     ["db", "status"],
+    ["db", "grant-readonly"],
     ["demo"],
+    ["ingest"],
+    ["lookup"],
+    ["worker"],
+    ["quota"],
+    ["vt-emulator"],
+    ["flow"],
+    ["flow", "show"],
+    ["alerts"],
+    ["enrich"],
+    ["hunt"],
+    ["dashboard"],
+    ["dashboard", "export"],
 ]
 
 
@@ -31,7 +44,7 @@ def test_every_command_has_help(command):
 
 def test_root_help_lists_commands():
     result = run_cli("--help")
-    for name in ("ioc", "config", "db", "demo"):
+    for name in ("ioc", "config", "db", "demo", "ingest", "lookup", "worker", "enrich", "hunt"):
         assert name in result.stdout
 
 
@@ -57,3 +70,13 @@ def test_demo_runs_the_pipeline_offline(tmp_path):
         assert private not in values
     assert "malware-c2.example.net" in result.stdout
     assert "requests, one per eligible IoC" in result.stdout
+
+
+def test_dashboard_export_writes_grafana_json(tmp_path):
+    target = tmp_path / "virus_total.json"
+    result = run_cli("dashboard", "export", "--out", str(target))
+    assert result.returncode == 0, result.stderr
+    import json
+
+    model = json.loads(target.read_text())
+    assert model["uid"] == "vtguardian-virus-total" and len(model["panels"]) > 20

@@ -169,6 +169,25 @@ def db_downgrade(
     out.print(f"database now at revision {after.current or 'base (empty)'}")
 
 
+@db_app.command("grant-readonly")
+def db_grant_readonly(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", help="The account Grafana logs in with.")],
+    password: Annotated[
+        str,
+        typer.Option("--password", prompt=True, hide_input=True, help="Its password."),
+    ],
+    host: Annotated[str, typer.Option("--host", help="Where it may connect from.")] = "%",
+) -> None:
+    """Create (or update) a MariaDB/MySQL account that can only SELECT from this database."""
+    from vtguardian.store.engine import make_engine
+    from vtguardian.store.readonly import grant_readonly
+
+    engine = make_engine(_state(ctx).settings.database.url)
+    database = grant_readonly(engine, user, password, host)
+    out.print(f"{user}@{host} can now read (and only read) database {database}")
+
+
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Say which schema revision the database is at and whether it is current."""
@@ -355,6 +374,29 @@ def quota(
     out.print(f"queue: {length} IoCs waiting")
     if usage.paused_until:
         out.print(f"paused after a quota refusal until {usage.paused_until:%H:%M:%S} UTC")
+
+
+dashboard_app = typer.Typer(help="The Grafana dashboard virus_total.json.", no_args_is_help=True)
+app.add_typer(dashboard_app, name="dashboard")
+
+
+@dashboard_app.command("export")
+def dashboard_export(
+    ctx: typer.Context,
+    target: Annotated[
+        Path, typer.Option("--out", help="Where to write the dashboard ('-' for stdout).")
+    ] = Path("virus_total.json"),
+) -> None:
+    """Write the Grafana dashboard (import it, or let provisioning pick it up)."""
+    from vtguardian.dashboards.grafana import dashboard
+
+    budget = _state(ctx).settings.virustotal.per_day
+    text = orjson.dumps(dashboard(budget), option=orjson.OPT_INDENT_2).decode() + "\n"
+    if str(target) == "-":
+        sys.stdout.write(text)
+        return
+    target.write_text(text)
+    out.print(f"dashboard written to {target}")
 
 
 flow_app = typer.Typer(help="The providers asked for a verdict, in order.", no_args_is_help=True)

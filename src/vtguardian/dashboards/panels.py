@@ -1,0 +1,344 @@
+"""Every dashboard panel, defined once: Grafana and the built-in page are drawn from here.
+
+Queries are MySQL/MariaDB SQL with Grafana's macros (``$__timeFilter``,
+``$__timeGroupAlias``) and the dashboard variables ``$threshold``,
+``$ioc_type`` and ``$client``. Times are stored in UTC; Grafana shows them in
+the viewer's time zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["stat", "gauge", "table", "timeseries", "barchart", "piechart", "bargauge"]
+
+# Variables, as Grafana's MySQL data source substitutes them.
+TYPES = "i.type IN ($ioc_type)"
+CLIENTS = "c.ip IN ($client)"
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str
+    description: str
+    kind: Kind
+    sql: str | tuple[str, ...]
+    row: str
+    unit: str = "none"
+    width: int = 6
+    height: int = 5
+    # Grafana "table" or "time_series" result format.
+    format: Literal["table", "time_series"] = "table"
+    thresholds: tuple[tuple[float | None, str], ...] = ((None, "green"),)
+    max_value: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        return (self.sql,) if isinstance(self.sql, str) else self.sql
+
+
+ROWS = (
+    "Overview",
+    "Domain & IP reputation",
+    "Scan statistics",
+    "Last analysis status",
+    "Attack vectors",
+    "Correlation",
+    "Threat hunting",
+)
+
+SEEN_IN_RANGE = f"""
+FROM sightings s JOIN iocs i ON i.id = s.ioc_id
+WHERE $__timeFilter(s.hour) AND {TYPES}"""
+
+
+def panels(daily_budget: int = 500) -> list[Panel]:
+    """The dashboard, row by row (``daily_budget`` scales the quota gauge)."""
+    return [
+        Panel(
+            "iocs_observed",
+            "IoCs observed",
+            "Distinct indicators your devices contacted in the time range.",
+            "stat",
+            f"SELECT COUNT(DISTINCT s.ioc_id) AS value{SEEN_IN_RANGE}",
+            "Overview",
+            width=3,
+        ),
+        Panel(
+            "iocs_checked",
+            "IoCs checked",
+            "Indicators with an answer from a provider, checked in the time range.",
+            "stat",
+            "SELECT COUNT(*) AS value FROM verdicts v JOIN iocs i ON i.id = v.ioc_id "
+            f"WHERE $__timeFilter(v.checked_at) AND {TYPES}",
+            "Overview",
+            width=3,
+        ),
+        Panel(
+            "malicious",
+            "Malicious",
+            "Contacted indicators whose verdict is malicious.",
+            "stat",
+            "SELECT COUNT(DISTINCT s.ioc_id) AS value FROM sightings s "
+            "JOIN iocs i ON i.id = s.ioc_id JOIN verdicts v ON v.ioc_id = s.ioc_id "
+            f"WHERE $__timeFilter(s.hour) AND v.verdict = 'malicious' AND {TYPES}",
+            "Overview",
+            width=3,
+            thresholds=((None, "green"), (1, "red")),
+        ),
+        Panel(
+            "suspicious",
+            "Suspicious",
+            "Contacted indicators held for review: flagged, but below the malicious bar.",
+            "stat",
+            "SELECT COUNT(DISTINCT s.ioc_id) AS value FROM sightings s "
+            "JOIN iocs i ON i.id = s.ioc_id JOIN verdicts v ON v.ioc_id = s.ioc_id "
+            f"WHERE $__timeFilter(s.hour) AND v.verdict = 'suspicious' AND {TYPES}",
+            "Overview",
+            width=3,
+            thresholds=((None, "green"), (1, "orange")),
+        ),
+        Panel(
+            "requests_today",
+            "VirusTotal requests today",
+            "Requests counted against today's (UTC) budget, 404s included.",
+            "gauge",
+            "SELECT COALESCE(SUM(used), 0) AS value FROM quota_usage "
+            "WHERE provider = 'virustotal' AND `window` = 'day' AND window_start = UTC_DATE()",
+            "Overview",
+            width=3,
+            max_value=daily_budget,
+            thresholds=((None, "green"), (daily_budget * 0.8, "orange"), (daily_budget, "red")),
+        ),
+        Panel(
+            "cache_hit_rate",
+            "Cache hit rate",
+            "Lookups answered from the cache, without a request.",
+            "stat",
+            "SELECT SUM(CASE WHEN outcome = 'cache_hit' THEN count ELSE 0 END) / "
+            "NULLIF(SUM(CASE WHEN outcome IN ('cache_hit', 'cache_miss') THEN count ELSE 0 END), 0)"
+            " AS value FROM lookup_stats WHERE $__timeFilter(hour)",
+            "Overview",
+            unit="percentunit",
+            width=3,
+        ),
+        Panel(
+            "queue_length",
+            "Lookup queue",
+            "Indicators waiting for a lookup.",
+            "stat",
+            "SELECT COUNT(*) AS value FROM lookup_queue",
+            "Overview",
+            width=3,
+        ),
+        Panel(
+            "active_blocks",
+            "Active blocks",
+            "Indicators blocked right now at Pi-hole or the firewall.",
+            "stat",
+            "SELECT COUNT(*) AS value FROM actions WHERE action = 'block' AND active = 1",
+            "Overview",
+            width=3,
+        ),
+        Panel(
+            "reputation",
+            "Domains and IPs seen",
+            "Detection ratio = malicious / (malicious + suspicious + harmless + undetected). "
+            "'above' marks a ratio at or over the $threshold variable.",
+            "table",
+            "SELECT i.value AS ioc, i.type AS type, v.verdict AS verdict, "
+            "v.ratio AS detection_ratio, "
+            "CASE WHEN v.ratio >= $threshold THEN 'above' ELSE 'below' END AS threshold, "
+            "v.malicious AS malicious, v.total AS engines, "
+            "COUNT(DISTINCT s.client_id) AS clients, SUM(s.hits) AS hits, "
+            "MAX(s.last_seen) AS last_seen "
+            "FROM sightings s JOIN iocs i ON i.id = s.ioc_id "
+            "LEFT JOIN verdicts v ON v.ioc_id = s.ioc_id "
+            f"WHERE $__timeFilter(s.hour) AND i.type IN ('domain', 'ip') AND {TYPES} "
+            "GROUP BY i.value, i.type, v.verdict, v.ratio, v.malicious, v.total "
+            "ORDER BY detection_ratio DESC, hits DESC LIMIT 500",
+            "Domain & IP reputation",
+            width=16,
+            height=10,
+        ),
+        Panel(
+            "top_ratio",
+            "Top 10 by detection ratio",
+            "The contacted domains and IPs the most engines agree on.",
+            "bargauge",
+            "SELECT i.value AS ioc, MAX(v.ratio) AS detection_ratio "
+            "FROM sightings s JOIN iocs i ON i.id = s.ioc_id "
+            "JOIN verdicts v ON v.ioc_id = s.ioc_id "
+            f"WHERE $__timeFilter(s.hour) AND i.type IN ('domain', 'ip') AND {TYPES} "
+            "AND v.ratio > 0 GROUP BY i.value ORDER BY detection_ratio DESC, ioc LIMIT 10",
+            "Domain & IP reputation",
+            unit="percentunit",
+            width=8,
+            height=10,
+        ),
+        Panel(
+            "requests_by_outcome",
+            "VirusTotal requests by outcome",
+            "Found, not found (404, still counted), errors and quota refusals; cache hits beside.",
+            "timeseries",
+            "SELECT $__timeGroupAlias(hour, $__interval), outcome AS metric, "
+            "SUM(count) AS value FROM lookup_stats WHERE $__timeFilter(hour) "
+            "AND ((provider = 'virustotal' AND outcome IN ('found', 'not_found', 'error', "
+            "'quota')) OR outcome = 'cache_hit') GROUP BY 1, 2 ORDER BY 1",
+            "Scan statistics",
+            format="time_series",
+            width=16,
+            height=8,
+        ),
+        Panel(
+            "freshness",
+            "How old the analyses are",
+            "Age of VirusTotal's last analysis for every answered indicator.",
+            "piechart",
+            "SELECT CASE WHEN analysis_date >= UTC_TIMESTAMP(6) - INTERVAL 1 DAY THEN '< 1 day' "
+            "WHEN analysis_date >= UTC_TIMESTAMP(6) - INTERVAL 7 DAY THEN '1-7 days' "
+            "WHEN analysis_date >= UTC_TIMESTAMP(6) - INTERVAL 30 DAY THEN '7-30 days' "
+            "ELSE '> 30 days' END AS age, COUNT(*) AS iocs FROM verdicts "
+            "WHERE analysis_date IS NOT NULL GROUP BY age ORDER BY age",
+            "Scan statistics",
+            width=8,
+            height=8,
+        ),
+        Panel(
+            "last_analysis",
+            "Time since last analysis",
+            "Hours since VirusTotal analysed each indicator, and since we fetched it; "
+            "'stale' answers are due for a re-check.",
+            "table",
+            "SELECT i.value AS ioc, i.type AS type, v.verdict AS verdict, "
+            "v.analysis_date AS last_analysis, "
+            "TIMESTAMPDIFF(HOUR, v.analysis_date, UTC_TIMESTAMP(6)) AS hours_since_analysis, "
+            "v.checked_at AS fetched, "
+            "TIMESTAMPDIFF(HOUR, v.checked_at, UTC_TIMESTAMP(6)) AS hours_since_fetch, "
+            "CASE WHEN v.expires_at IS NULL OR v.expires_at < UTC_TIMESTAMP(6) THEN 'stale' "
+            "ELSE 'fresh' END AS status "
+            f"FROM verdicts v JOIN iocs i ON i.id = v.ioc_id WHERE {TYPES} "
+            "AND $__timeFilter(i.last_seen) ORDER BY hours_since_analysis DESC LIMIT 500",
+            "Last analysis status",
+            width=24,
+            height=8,
+        ),
+        Panel(
+            "vectors_by_type",
+            "Malicious and suspicious IoCs by type",
+            "Distinct flagged indicators contacted per interval: domains, IPs (C2), URLs, files.",
+            "timeseries",
+            "SELECT $__timeGroupAlias(s.hour, $__interval), i.type AS metric, "
+            "COUNT(DISTINCT s.ioc_id) AS value FROM sightings s JOIN iocs i ON i.id = s.ioc_id "
+            "JOIN verdicts v ON v.ioc_id = s.ioc_id WHERE $__timeFilter(s.hour) "
+            f"AND v.verdict IN ('malicious', 'suspicious') AND {TYPES} GROUP BY 1, 2 ORDER BY 1",
+            "Attack vectors",
+            format="time_series",
+            width=12,
+            height=8,
+            extra={"stacking": "normal"},
+        ),
+        Panel(
+            "vectors_by_label",
+            "Threat categories",
+            "Labels (VirusTotal categories, tags, threat names) of the flagged indicators.",
+            "barchart",
+            "SELECT j.label AS label, COUNT(DISTINCT v.ioc_id) AS iocs FROM verdicts v "
+            "JOIN iocs i ON i.id = v.ioc_id JOIN reports r ON r.id = v.report_id, "
+            "JSON_TABLE(r.labels, '$[*]' COLUMNS (label VARCHAR(255) PATH '$')) AS j "
+            f"WHERE v.verdict IN ('malicious', 'suspicious') AND {TYPES} "
+            "AND $__timeFilter(i.last_seen) GROUP BY j.label ORDER BY iocs DESC, label LIMIT 15",
+            "Attack vectors",
+            width=12,
+            height=8,
+        ),
+        Panel(
+            "pihole_volume",
+            "Pi-hole queries: allowed, blocked, malicious",
+            "DNS queries per interval from Pi-hole/dnsmasq, and those to malicious indicators.",
+            "timeseries",
+            "SELECT $__timeGroupAlias(s.hour, $__interval), "
+            "SUM(s.hits - s.blocked) AS allowed, SUM(s.blocked) AS blocked, "
+            "SUM(CASE WHEN v.verdict = 'malicious' THEN s.hits ELSE 0 END) AS malicious "
+            "FROM sightings s LEFT JOIN verdicts v ON v.ioc_id = s.ioc_id "
+            "WHERE $__timeFilter(s.hour) AND s.source IN ('pihole', 'dnsmasq') "
+            "GROUP BY 1 ORDER BY 1",
+            "Correlation",
+            format="time_series",
+            width=12,
+            height=8,
+        ),
+        Panel(
+            "ids_vs_confirmed",
+            "Suricata alerts and VirusTotal-confirmed IoCs",
+            "IDS alerts per interval beside indicators that became malicious.",
+            "timeseries",
+            (
+                "SELECT $__timeGroupAlias(ts, $__interval), COUNT(*) AS suricata_alerts "
+                "FROM ids_alerts WHERE $__timeFilter(ts) GROUP BY 1 ORDER BY 1",
+                "SELECT $__timeGroupAlias(changed_at, $__interval), COUNT(*) AS confirmed "
+                "FROM verdict_history WHERE $__timeFilter(changed_at) "
+                "AND new_verdict = 'malicious' GROUP BY 1 ORDER BY 1",
+            ),
+            "Correlation",
+            format="time_series",
+            width=12,
+            height=8,
+        ),
+        Panel(
+            "signature_verdict",
+            "Suricata signature x verdict",
+            "Which signatures fired on indicators VirusTotal confirms, and which on clean ones.",
+            "table",
+            "SELECT a.signature AS signature, COALESCE(v.verdict, 'not checked') AS verdict, "
+            "COUNT(*) AS alerts, COUNT(DISTINCT a.ioc_id) AS iocs FROM ids_alerts a "
+            "LEFT JOIN verdicts v ON v.ioc_id = a.ioc_id WHERE $__timeFilter(a.ts) "
+            "GROUP BY a.signature, verdict ORDER BY alerts DESC, signature LIMIT 100",
+            "Correlation",
+            width=24,
+            height=8,
+        ),
+        Panel(
+            "exposed_clients",
+            "Devices that contacted malicious or suspicious IoCs",
+            "Your devices, by how many flagged indicators they talked to.",
+            "table",
+            "SELECT c.ip AS client, c.name AS name, COUNT(DISTINCT s.ioc_id) AS iocs, "
+            "SUM(s.hits) AS hits, MAX(s.last_seen) AS last_seen FROM sightings s "
+            "JOIN clients c ON c.id = s.client_id JOIN iocs i ON i.id = s.ioc_id "
+            "JOIN verdicts v ON v.ioc_id = s.ioc_id WHERE $__timeFilter(s.hour) "
+            f"AND v.verdict IN ('malicious', 'suspicious') AND {CLIENTS} AND {TYPES} "
+            "GROUP BY c.ip, c.name ORDER BY iocs DESC, hits DESC",
+            "Threat hunting",
+            width=8,
+            height=8,
+        ),
+        Panel(
+            "recent_alerts",
+            "Recent alerts",
+            "IoCs your devices contacted that turned malicious or suspicious.",
+            "table",
+            "SELECT a.created_at AS time, i.value AS ioc, a.verdict AS verdict, "
+            "a.ratio AS detection_ratio FROM alerts a JOIN iocs i ON i.id = a.ioc_id "
+            f"WHERE $__timeFilter(a.created_at) AND {TYPES} ORDER BY a.created_at DESC LIMIT 50",
+            "Threat hunting",
+            width=8,
+            height=8,
+        ),
+        Panel(
+            "recent_blocks",
+            "Recent block actions",
+            "Blocks and unblocks at Pi-hole or the firewall, with the reason.",
+            "table",
+            "SELECT x.created_at AS time, i.value AS ioc, x.target AS target, "
+            "x.action AS action, x.reason AS reason, x.dry_run AS dry_run FROM actions x "
+            "JOIN iocs i ON i.id = x.ioc_id WHERE $__timeFilter(x.created_at) "
+            "ORDER BY x.created_at DESC LIMIT 50",
+            "Threat hunting",
+            width=8,
+            height=8,
+        ),
+    ]
