@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from vtguardian.clock import utcnow
+from vtguardian.dashboards.dialect import render
 from vtguardian.dashboards.grafana import dashboard
 from vtguardian.dashboards.macros import TimeRange, expand, used_variables
 from vtguardian.dashboards.panels import panels
@@ -162,7 +163,11 @@ def _run(engine, key, variables=None, query=0):
     panel = next(p for p in panels() if p.key == key)
     now = utcnow()
     window = TimeRange(int((now - timedelta(days=7)).timestamp()), int(now.timestamp()) + 3600)
-    sql = expand(panel.queries[query], window, {"threshold": "0.03", **ALL, **(variables or {})})
+    sql = expand(
+        render(panel.queries[query], "mysql"),
+        window,
+        {"threshold": "0.03", **ALL, **(variables or {})},
+    )
     with engine.connect() as connection:
         connection.execute(text("SET time_zone = '+00:00'"))  # as Grafana's MySQL source does
         return [tuple(row) for row in connection.execute(text(sql))]

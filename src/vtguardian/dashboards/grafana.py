@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vtguardian.dashboards.dialect import render
 from vtguardian.dashboards.panels import ROWS, Panel, panels
 
 UID = "vtguardian-virus-total"
@@ -67,7 +68,7 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
             "datasource": DATASOURCE,
             "editorMode": "code",
             "rawQuery": True,
-            "rawSql": sql,
+            "rawSql": render(sql, "mysql"),
             "format": panel.format,
         }
         for n, sql in enumerate(panel.queries)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MACRO = re.compile(r"\$__(\w+)\(([^()]*)\)")
@@ -38,20 +39,39 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def expand(sql: str, time_range: TimeRange, variables: Mapping[str, str | Sequence[str]]) -> str:
-    """The SQL Grafana would send to MySQL for this panel, range and variable values."""
+def _sqlite_time(seconds: int) -> str:
+    return "'" + datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S.%f") + "'"
+
+
+def expand(
+    sql: str,
+    time_range: TimeRange,
+    variables: Mapping[str, str | Sequence[str]],
+    dialect: str = "mysql",
+) -> str:
+    """The SQL Grafana would send to MySQL for this panel, range and variable values.
+
+    With ``dialect="sqlite"`` the same macros are written for SQLite (stored times
+    there are text), which is how the built-in page runs the panels on SQLite.
+    """
+    sqlite = dialect == "sqlite"
     sql = sql.replace("$__interval_ms", str(interval_seconds(time_range.interval) * 1000))
     sql = sql.replace("$__interval", f"'{time_range.interval}'")
 
     def macro(match: re.Match[str]) -> str:
         name, args = match.group(1), [a.strip() for a in match.group(2).split(",")]
         start, end = time_range.start, time_range.end
-        if name == "timeFilter":
-            return f"{args[0]} BETWEEN FROM_UNIXTIME({start}) AND FROM_UNIXTIME({end})"
-        if name == "timeFrom":
-            return f"FROM_UNIXTIME({start})"
-        if name == "timeTo":
-            return f"FROM_UNIXTIME({end})"
+        if name in ("timeFilter", "timeFrom", "timeTo"):
+            low, high = (
+                (_sqlite_time(start), _sqlite_time(end))
+                if sqlite
+                else (f"FROM_UNIXTIME({start})", f"FROM_UNIXTIME({end})")
+            )
+            if name == "timeFrom":
+                return low
+            if name == "timeTo":
+                return high
+            return f"{args[0]} BETWEEN {low} AND {high}"
         if name == "unixEpochFilter":
             return f"{args[0]} >= {start} AND {args[0]} <= {end}"
         if name in ("timeGroup", "timeGroupAlias"):

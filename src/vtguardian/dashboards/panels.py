@@ -1,9 +1,10 @@
 """Every dashboard panel, defined once: Grafana and the built-in page are drawn from here.
 
-Queries are MySQL/MariaDB SQL with Grafana's macros (``$__timeFilter``,
-``$__timeGroupAlias``) and the dashboard variables ``$threshold``,
-``$ioc_type`` and ``$client``. Times are stored in UTC; Grafana shows them in
-the viewer's time zone.
+Queries are SQL with Grafana's macros (``$__timeFilter``, ``$__timeGroupAlias``),
+the dashboard variables ``$threshold``, ``$ioc_type`` and ``$client``, and a few
+``{...}`` placeholders for what MySQL and SQLite spell differently (``{now}``,
+``{days_ago(N)}``, ``{hours_since(col)}`` ...): :mod:`.dialect` writes them out.
+Times are stored in UTC; Grafana shows them in the viewer's time zone.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             "Requests counted against today's (UTC) budget, 404s included.",
             "gauge",
             "SELECT COALESCE(SUM(used), 0) AS value FROM quota_usage "
-            "WHERE provider = 'virustotal' AND `window` = 'day' AND window_start = UTC_DATE()",
+            "WHERE provider = 'virustotal' AND `window` = 'day' AND window_start = {today}",
             "Overview",
             width=3,
             max_value=daily_budget,
@@ -198,9 +199,9 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             "How old the analyses are",
             "Age of VirusTotal's last analysis for every answered indicator.",
             "piechart",
-            "SELECT CASE WHEN analysis_date >= UTC_TIMESTAMP(6) - INTERVAL 1 DAY THEN '< 1 day' "
-            "WHEN analysis_date >= UTC_TIMESTAMP(6) - INTERVAL 7 DAY THEN '1-7 days' "
-            "WHEN analysis_date >= UTC_TIMESTAMP(6) - INTERVAL 30 DAY THEN '7-30 days' "
+            "SELECT CASE WHEN analysis_date >= {days_ago(1)} THEN '< 1 day' "
+            "WHEN analysis_date >= {days_ago(7)} THEN '1-7 days' "
+            "WHEN analysis_date >= {days_ago(30)} THEN '7-30 days' "
             "ELSE '> 30 days' END AS age, COUNT(*) AS iocs FROM verdicts "
             "WHERE analysis_date IS NOT NULL GROUP BY age ORDER BY age",
             "Scan statistics",
@@ -215,10 +216,10 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             "table",
             "SELECT i.value AS ioc, i.type AS type, v.verdict AS verdict, "
             "v.analysis_date AS last_analysis, "
-            "TIMESTAMPDIFF(HOUR, v.analysis_date, UTC_TIMESTAMP(6)) AS hours_since_analysis, "
+            "{hours_since(v.analysis_date)} AS hours_since_analysis, "
             "v.checked_at AS fetched, "
-            "TIMESTAMPDIFF(HOUR, v.checked_at, UTC_TIMESTAMP(6)) AS hours_since_fetch, "
-            "CASE WHEN v.expires_at IS NULL OR v.expires_at < UTC_TIMESTAMP(6) THEN 'stale' "
+            "{hours_since(v.checked_at)} AS hours_since_fetch, "
+            "CASE WHEN v.expires_at IS NULL OR v.expires_at < {now} THEN 'stale' "
             "ELSE 'fresh' END AS status "
             f"FROM verdicts v JOIN iocs i ON i.id = v.ioc_id WHERE {TYPES} "
             "AND $__timeFilter(i.last_seen) ORDER BY hours_since_analysis DESC LIMIT 500",
@@ -246,11 +247,11 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             "Threat categories",
             "Labels (VirusTotal categories, tags, threat names) of the flagged indicators.",
             "barchart",
-            "SELECT j.label AS label, COUNT(DISTINCT v.ioc_id) AS iocs FROM verdicts v "
+            "SELECT {json_value(j)} AS label, COUNT(DISTINCT v.ioc_id) AS iocs FROM verdicts v "
             "JOIN iocs i ON i.id = v.ioc_id JOIN reports r ON r.id = v.report_id, "
-            "JSON_TABLE(r.labels, '$[*]' COLUMNS (label VARCHAR(255) PATH '$')) AS j "
+            "{json_each(r.labels, j)} "
             f"WHERE v.verdict IN ('malicious', 'suspicious') AND {TYPES} "
-            "AND $__timeFilter(i.last_seen) GROUP BY j.label ORDER BY iocs DESC, label LIMIT 15",
+            "AND $__timeFilter(i.last_seen) GROUP BY 1 ORDER BY iocs DESC, label LIMIT 15",
             "Attack vectors",
             width=12,
             height=8,
