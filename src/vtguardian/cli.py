@@ -498,6 +498,22 @@ def _open_input(path: str):
         raise InvalidInput(f"--in {path}: {exc.strerror}") from None
 
 
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8080,
+) -> None:
+    """Serve the built-in dashboard page and the JSON API (works offline)."""
+    import uvicorn
+
+    from vtguardian.web.app import create_app
+
+    app_ = create_app(_state(ctx).settings, _open_store(ctx))
+    out.print(f"vtguardian page on http://{host}:{port}/")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 @app.command("hunt")
 def hunt_command(
     ctx: typer.Context,

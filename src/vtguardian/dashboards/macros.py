@@ -76,9 +76,12 @@ def expand(
             return f"{args[0]} >= {start} AND {args[0]} <= {end}"
         if name in ("timeGroup", "timeGroupAlias"):
             seconds = interval_seconds(args[1])
-            group = (
-                f"cast(cast(UNIX_TIMESTAMP({args[0]})/({seconds}) as signed)*{seconds} as signed)"
+            epoch = (
+                f"CAST(strftime('%s', {args[0]}) AS INTEGER)"
+                if sqlite
+                else f"UNIX_TIMESTAMP({args[0]})"
             )
+            group = f"cast(cast({epoch}/({seconds}) as signed)*{seconds} as signed)"
             return group + (' AS "time"' if name == "timeGroupAlias" else "")
         raise ValueError(f"unsupported macro $__{name}")
 

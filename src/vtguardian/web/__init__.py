@@ -1,0 +1,1 @@
+"""The web app: the built-in dashboard page and its JSON API."""

@@ -1,0 +1,156 @@
+"""The built-in page and its JSON API (FastAPI), on SQLite or MariaDB.
+
+The page needs nothing from the internet: its only script library, plotly.js,
+is served from the plotly package installed with vtguardian.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, HTMLResponse
+from sqlalchemy import Engine, select
+
+from vtguardian.config import Settings
+from vtguardian.dashboards.macros import TimeRange
+from vtguardian.iocs import Classifier
+from vtguardian.store.engine import make_engine
+from vtguardian.store.entities import find_ioc_ids
+from vtguardian.store.schema import actions, clients, reports, sightings, verdicts
+from vtguardian.web.panel_data import panel_data
+
+RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+TYPES = ["domain", "ip", "url", "file"]
+
+
+def plotly_path() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def _interval(seconds: int) -> str:
+    return "5m" if seconds <= 3600 else "1h" if seconds <= 3 * 86400 else "6h"
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    engine = engine or make_engine(settings.database.url)
+    app = FastAPI(title="vtguardian", version="0.1.0", docs_url="/api/docs")
+    page = resources.files("vtguardian.web").joinpath("page.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        return FileResponse(plotly_path(), media_type="application/javascript")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        with engine.connect() as connection:
+            connection.execute(select(1))
+        return {"status": "ok"}
+
+    @app.get("/api/v1/filters")
+    def filters() -> dict[str, Any]:
+        with engine.connect() as connection:
+            ips = connection.execute(
+                select(clients.c.ip, clients.c.name)
+                .where(clients.c.ip != "")
+                .order_by(clients.c.ip)
+            ).all()
+        return {"ioc_types": TYPES, "clients": [{"ip": ip, "name": name} for ip, name in ips]}
+
+    @app.get("/api/v1/panels")
+    def panels_endpoint(
+        range_: Annotated[str, Query(alias="range", pattern="^(1h|24h|7d|30d)$")] = "7d",
+        threshold: Annotated[float, Query(ge=0, le=1)] = 0.03,
+        ioc_type: Annotated[list[str] | None, Query()] = None,
+        client: Annotated[list[str] | None, Query(max_length=64)] = None,
+    ) -> dict[str, Any]:
+        seconds = RANGES[range_]
+        end = int(time.time()) + 60
+        window = TimeRange(end - seconds, end, _interval(seconds))
+        chosen_types = [t for t in (ioc_type or TYPES) if t in TYPES]
+        if client:
+            chosen_clients = client
+        else:
+            with engine.connect() as connection:
+                chosen_clients = list(connection.execute(select(clients.c.ip)).scalars())
+        variables = {
+            "threshold": repr(float(threshold)),
+            "ioc_type": chosen_types,
+            "client": chosen_clients,
+        }
+        return {
+            "range": range_,
+            "from": window.start,
+            "to": window.end,
+            "panels": panel_data(engine, window, variables, settings.virustotal.per_day),
+        }
+
+    @app.get("/api/v1/iocs/{value:path}")
+    def ioc_detail(value: str) -> dict[str, Any]:
+        result = Classifier(local_suffixes=()).classify(value)
+        if result.type is None or result.value is None:
+            raise HTTPException(status_code=400, detail=f"not an indicator: {result.reason}")
+        key = (result.type.value, result.value)
+        with engine.connect() as connection:
+            ioc_id = find_ioc_ids(connection, [key]).get(key)
+            if ioc_id is None:
+                raise HTTPException(status_code=404, detail="never seen on this network")
+            verdict = connection.execute(
+                select(verdicts).where(verdicts.c.ioc_id == ioc_id)
+            ).first()
+            history = connection.execute(
+                select(
+                    reports.c.provider,
+                    reports.c.fetched_at,
+                    reports.c.verdict,
+                    reports.c.ratio,
+                    reports.c.malicious,
+                    reports.c.total,
+                    reports.c.engines,
+                    reports.c.decided,
+                    reports.c.permalink,
+                )
+                .where(reports.c.ioc_id == ioc_id)
+                .order_by(reports.c.id.desc())
+                .limit(50)
+            ).all()
+            seen_by = connection.execute(
+                select(clients.c.ip, clients.c.name, sightings.c.hits, sightings.c.hour)
+                .join(clients, clients.c.id == sightings.c.client_id)
+                .where(sightings.c.ioc_id == ioc_id)
+                .order_by(sightings.c.hour.desc())
+                .limit(200)
+            ).all()
+            done = connection.execute(
+                select(actions).where(actions.c.ioc_id == ioc_id).order_by(actions.c.id.desc())
+            ).all()
+        plain = lambda rows: [  # noqa: E731
+            {k: _json(v) for k, v in row._mapping.items()} for row in rows
+        ]
+        return {
+            "type": key[0],
+            "value": key[1],
+            "verdict": {k: _json(v) for k, v in verdict._mapping.items()} if verdict else None,
+            "reports": plain(history),
+            "clients": plain(seen_by),
+            "actions": plain(done),
+        }
+
+    return app
+
+
+def _json(value: Any) -> Any:
+    from datetime import date, datetime
+
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
