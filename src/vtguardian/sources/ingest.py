@@ -146,7 +146,12 @@ def ingest_paths(
     while True:
         for path in paths:
             reader.read(path, final=not follow)
-        if not follow or _wait(stop, poll_seconds):
+        if not follow:
+            return totals
+        if _wait(stop, poll_seconds):
+            # Asked to stop: take in what was written since the last poll, then go.
+            for path in paths:
+                reader.read(path, final=False)
             return totals
 
 
