@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from sqlalchemy import Engine, select
 
+from vtguardian.actions.feeds import FEEDS, blocklist
 from vtguardian.config import Settings
 from vtguardian.dashboards.macros import TimeRange
 from vtguardian.iocs import Classifier
@@ -41,6 +42,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     engine = engine or make_engine(settings.database.url)
     app = FastAPI(title="vtguardian", version="0.1.0", docs_url="/api/docs")
     page = resources.files("vtguardian.web").joinpath("page.html").read_text()
+    classifier = Classifier.from_settings(settings)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -49,6 +51,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
         return FileResponse(plotly_path(), media_type="application/javascript")
+
+    @app.get("/feeds/{name}", response_class=PlainTextResponse)
+    def feed(name: str) -> PlainTextResponse:
+        """Blocklists for Pi-hole, AdGuard Home, Unbound/BIND (RPZ), pfBlockerNG, Suricata."""
+        if name not in FEEDS:  # a fixed set of names: no path ever reaches the filesystem
+            raise HTTPException(status_code=404, detail=f"no feed {name!r}; try {', '.join(FEEDS)}")
+        media_type, render_feed = FEEDS[name]
+        return PlainTextResponse(render_feed(blocklist(engine, classifier)), media_type=media_type)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Acting on verdicts: blocklist feeds for DNS filters and IDSs (and, later, direct blocks)."""
