@@ -790,6 +790,11 @@ def demo(
     if len(result.findings) > len(shown):
         out.print(f"... and {len(result.findings) - len(shown)} more in the database.")
     out.print(f"Database: {result.database}")
+    out.print(
+        "See it on the built-in page: "
+        f"VTGUARDIAN_DATABASE__URL=sqlite:///{result.database.resolve()} "
+        ".venv/bin/vtguardian serve  (then open http://127.0.0.1:8080/)"
+    )
 
 
 def main() -> None:
