@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from vtguardian import __version__
 from vtguardian.config import Settings, load_settings, settings_for_display
-from vtguardian.errors import InvalidInput, UserError
+from vtguardian.errors import ConfigError, InvalidInput, UserError
 
 app = typer.Typer(
     name="vtguardian",
@@ -501,15 +501,26 @@ def _open_input(path: str):
 @app.command("serve")
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port.")] = 8080,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (web.host, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (web.port, 8080).")] = None,
 ) -> None:
-    """Serve the built-in dashboard page and the JSON API (works offline)."""
+    """Serve the built-in page, the REST API, the blocklist feeds and /metrics."""
     import uvicorn
 
-    from vtguardian.web.app import create_app
+    from vtguardian.web.app import create_app, is_loopback
 
-    app_ = create_app(_state(ctx).settings, _open_store(ctx))
+    settings = _state(ctx).settings
+    host = host or settings.web.host
+    port = port or settings.web.port
+    public = not is_loopback(host)
+    if public and settings.web.token is None:
+        raise ConfigError(
+            f"refusing to serve on {host} without web.token: set VTGUARDIAN_WEB__TOKEN "
+            "(every request from another machine must carry it)"
+        )
+    app_ = create_app(settings, _open_store(ctx), public=public)
     out.print(f"vtguardian page on http://{host}:{port}/")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 

@@ -188,6 +188,14 @@ class AlertSettings(_Section):
     timeout_seconds: PositiveFloat = 10.0
 
 
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    # Required for every write endpoint, and for everything when not bound to loopback.
+    token: SecretStr | None = None
+    max_body_bytes: PositiveInt = 10 * 1024 * 1024
+
+
 class _VtApiKeySource(PydanticBaseSettingsSource):
     """Reads ``VT_API_KEY`` so the key set for other VirusTotal tools just works."""
 
@@ -219,6 +227,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     feeds: FeedsSettings = Field(default_factory=FeedsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     otx: OtxSettings = Field(default_factory=OtxSettings)
     # Providers asked in order; the first confident answer decides and ends the flow.
     flow: list[FlowStep] = Field(default_factory=_default_flow)
@@ -301,6 +310,8 @@ def settings_for_display(settings: Settings) -> dict[str, Any]:
     data["virustotal"]["api_key"] = mask_secret(key.get_secret_value() if key else None)
     otx_key = settings.otx.api_key
     data["otx"]["api_key"] = mask_secret(otx_key.get_secret_value() if otx_key else None)
+    token = settings.web.token
+    data["web"]["token"] = mask_secret(token.get_secret_value() if token else None)
     data["database"]["url"] = _mask_url_password(settings.database.url)
     return data
 

@@ -11,17 +11,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, select
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vtguardian.actions.feeds import FEEDS, blocklist
 from vtguardian.config import Settings
 from vtguardian.dashboards.macros import TimeRange
+from vtguardian.intel.lookup import budget_from
 from vtguardian.iocs import Classifier
+from vtguardian.quota import QuotaScheduler
 from vtguardian.store.engine import make_engine
 from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.schema import actions, clients, reports, sightings, verdicts
+from vtguardian.web.api import api_router, token_check
+from vtguardian.web.metrics import render_metrics
 from vtguardian.web.panel_data import panel_data
 
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -38,9 +45,23 @@ def _interval(seconds: int) -> str:
     return "5m" if seconds <= 3600 else "1h" if seconds <= 3 * 86400 else "6h"
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def create_app(settings: Settings, engine: Engine | None = None, public: bool = False) -> FastAPI:
+    """The page, the API, the feeds and /metrics; ``public`` when reachable from other hosts."""
     engine = engine or make_engine(settings.database.url)
     app = FastAPI(title="vtguardian", version="0.1.0", docs_url="/api/docs")
+    app.add_middleware(BodyLimit, limit=settings.web.max_body_bytes)
+    read, _write = token_check(settings, public)
+    app.include_router(api_router(settings, engine, public))
+    quota = QuotaScheduler(engine, budget_from(settings))
+
+    @app.get("/metrics", dependencies=[Depends(read)], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(render_metrics(engine, quota), media_type=CONTENT_TYPE_LATEST)
+
     page = resources.files("vtguardian.web").joinpath("page.html").read_text()
     classifier = Classifier.from_settings(settings)
 
@@ -164,3 +185,40 @@ def _json(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """413 for request bodies over the limit, counted as they arrive (chunked too)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_large = JSONResponse({"detail": "request body too large"}, status_code=413)
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await too_large(scope, receive, send)

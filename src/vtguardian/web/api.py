@@ -1,0 +1,201 @@
+"""The REST API: IoCs, lookups (cache or queue, never waiting), enrichment, alerts, actions.
+
+Writes need the bearer token from ``web.token``; when the app is reachable from
+other machines every endpoint does. Bodies over ``web.max_body_bytes`` are
+refused with 413 before they are read into memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, select
+
+from vtguardian.clock import utcnow
+from vtguardian.config import Settings
+from vtguardian.intel import queue
+from vtguardian.intel.alerts import alert_payload
+from vtguardian.intel.enrich import Enricher
+from vtguardian.intel.flow import Flow
+from vtguardian.iocs import Classifier
+from vtguardian.store.answers import cached_verdicts
+from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.entities import ensure_iocs
+from vtguardian.store.schema import actions, alerts, iocs, verdicts
+
+LEVELS = ("malicious", "suspicious", "harmless", "unknown", "pending")
+
+
+class LookupRequest(BaseModel):
+    values: list[Annotated[str, Field(max_length=4096)]] = Field(min_length=1, max_length=1000)
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() + "Z" if hasattr(value, "isoformat") else value
+
+
+def token_check(settings: Settings, public: bool):
+    """A dependency factory: ``write`` endpoints always need the token, reads when public."""
+    expected = settings.web.token.get_secret_value() if settings.web.token else None
+
+    def check(request: Request, write: bool) -> None:
+        if not write and not public:
+            return
+        if expected is None:
+            raise HTTPException(403, "writes are disabled until web.token is set")
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+
+    def read(request: Request) -> None:
+        check(request, write=False)
+
+    def write(request: Request) -> None:
+        check(request, write=True)
+
+    return read, write
+
+
+def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
+    read, write = token_check(settings, public)
+    router = APIRouter(prefix="/api/v1")
+    classifier = Classifier.from_settings(settings)
+
+    @router.get("/iocs", dependencies=[Depends(read)])
+    def list_iocs(
+        verdict: Annotated[
+            str | None, Query(pattern="^(malicious|suspicious|harmless|unknown)$")
+        ] = None,
+        ioc_type: Annotated[
+            str | None, Query(alias="type", pattern="^(domain|ip|url|file)$")
+        ] = None,
+        q: Annotated[str | None, Query(max_length=255)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> dict[str, Any]:
+        query = select(
+            iocs.c.type,
+            iocs.c.value,
+            iocs.c.last_seen,
+            verdicts.c.verdict,
+            verdicts.c.ratio,
+            verdicts.c.malicious,
+            verdicts.c.total,
+            verdicts.c.checked_at,
+        ).outerjoin(verdicts, verdicts.c.ioc_id == iocs.c.id)
+        if verdict:
+            query = query.where(verdicts.c.verdict == verdict)
+        if ioc_type:
+            query = query.where(iocs.c.type == ioc_type)
+        if q:
+            escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(iocs.c.value.like(f"%{escaped}%", escape="\\"))
+        query = query.order_by(iocs.c.last_seen.desc(), iocs.c.id).limit(limit).offset(offset)
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return {
+            "items": [{k: _iso(v) for k, v in row._mapping.items()} for row in rows],
+            "limit": limit,
+            "offset": offset,
+        }
+
+    @router.post("/lookup", dependencies=[Depends(write)])
+    def lookup(body: LookupRequest) -> dict[str, Any]:
+        """The cached answer, or a place in the queue: this never waits on the quota."""
+        now = utcnow()
+        results: list[dict[str, Any]] = []
+        wanted: dict[tuple[str, str], Any] = {}
+        classified = [classifier.classify(value) for value in body.values]
+        for item in classified:
+            if item.eligible and item.type is not None and item.value is not None:
+                wanted[(item.type.value, item.value)] = (item.registered_domain, now, now)
+
+        def work(connection: Any) -> tuple[dict[tuple[str, str], int], dict[int, Any]]:
+            ids = ensure_iocs(connection, wanted)
+            fresh = cached_verdicts(connection, ids.values(), now)
+            missing = [i for i in ids.values() if i not in fresh]
+            requests = [queue.QueueRequest(i, queue.TIER_ALERT, reason="api") for i in missing]
+            queue.enqueue(connection, requests, now)
+            return ids, fresh
+
+        ids, fresh = run_in_transaction(engine, work) if wanted else ({}, {})
+        for item in classified:
+            entry: dict[str, Any] = {
+                "input": item.input,
+                "type": item.type.value if item.type else None,
+                "value": item.value,
+                "eligible": item.eligible,
+            }
+            if not item.eligible:
+                entry.update(status="rejected", reason=item.reason)
+            else:
+                cached = fresh.get(ids[(item.type.value, item.value)])  # type: ignore[union-attr]
+                if cached is None:
+                    entry.update(status="queued", verdict="pending")
+                else:
+                    entry.update(
+                        status="cache",
+                        verdict=cached.verdict,
+                        ratio=cached.ratio,
+                        malicious=cached.malicious,
+                        total=cached.total,
+                        engines=cached.engines,
+                        last_analysis_date=_iso(cached.analysis_date),
+                    )
+            results.append(entry)
+        return {"results": results}
+
+    @router.post("/enrich", dependencies=[Depends(write)])
+    async def enrich(request: Request) -> Response:
+        """JSON (one event or a list) or NDJSON events in; the same, enriched, out."""
+        body = await request.body()
+        enricher = Enricher(engine, classifier, Flow(settings, classifier))
+        if "ndjson" in request.headers.get("content-type", ""):
+            lines = list(enricher.enrich_lines(body.splitlines()))
+            return Response(b"".join(lines), media_type="application/x-ndjson")
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise HTTPException(
+                400, "body is not JSON (send application/x-ndjson for NDJSON)"
+            ) from None
+        single = isinstance(document, dict)
+        events = [document] if single else document
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise HTTPException(400, "send an event object or a list of event objects")
+        enriched = list(enricher.enrich(events))
+        return Response(
+            orjson.dumps(enriched[0] if single else enriched), media_type="application/json"
+        )
+
+    @router.get("/alerts", dependencies=[Depends(read)])
+    def list_alerts(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(alerts, iocs.c.type, iocs.c.value)
+                .join(iocs, iocs.c.id == alerts.c.ioc_id)
+                .order_by(alerts.c.id.desc())
+                .limit(limit)
+            ).all()
+        return {"items": [alert_payload(row) for row in rows]}
+
+    @router.get("/actions", dependencies=[Depends(read)])
+    def list_actions(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(actions, iocs.c.type, iocs.c.value)
+                .join(iocs, iocs.c.id == actions.c.ioc_id)
+                .order_by(actions.c.id.desc())
+                .limit(limit)
+            ).all()
+        return {"items": [{k: _iso(v) for k, v in row._mapping.items()} for row in rows]}
+
+    return router

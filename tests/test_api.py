@@ -1,0 +1,153 @@
+"""The REST API over ASGI: auth, validation, lookups that never wait, enrichment, metrics."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from helpers import settings_for
+from vtguardian.clock import utcnow
+from vtguardian.store.answers import ReportRow, record_answer
+from vtguardian.store.engine import write_transaction
+from vtguardian.store.entities import ensure_iocs
+from vtguardian.web.app import create_app
+
+TOKEN = "t0ken-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _seed(engine):
+    now = utcnow()
+    with write_transaction(engine) as connection:
+        ids = ensure_iocs(
+            connection,
+            {
+                ("domain", "known-bad.example.com"): (None, now, now),
+                ("domain", "known-good.example.com"): (None, now, now),
+            },
+        )
+        for (_kind, value), ioc_id in ids.items():
+            level = "malicious" if "bad" in value else "harmless"
+            report = ReportRow(
+                "virustotal",
+                "found",
+                level,
+                ratio=0.2,
+                total=80,
+                stats={"malicious": 16},
+                engines=["E1", "E2", "E3"],
+            )
+            record_answer(connection, ioc_id, report, timedelta(days=1), now)
+
+
+@pytest.fixture
+def client(engine, db_url):
+    _seed(engine)
+    settings = settings_for(
+        db_url, "http://127.0.0.1:9", web={"token": TOKEN, "max_body_bytes": 4096}
+    )
+    with TestClient(create_app(settings, engine)) as test_client:
+        yield test_client
+
+
+def test_writes_need_the_token(client):
+    body = {"values": ["known-bad.example.com"]}
+    assert client.post("/api/v1/lookup", json=body).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post("/api/v1/lookup", json=body, headers=wrong).status_code == 401
+    assert client.post("/api/v1/lookup", json=body, headers=AUTH).status_code == 200
+    assert client.get("/api/v1/iocs").status_code == 200  # reads are open on loopback
+
+
+def test_everything_needs_the_token_when_public(engine, db_url):
+    settings = settings_for(db_url, "http://127.0.0.1:9", web={"token": TOKEN})
+    with TestClient(create_app(settings, engine, public=True)) as public:
+        assert public.get("/api/v1/iocs").status_code == 401
+        assert public.get("/metrics").status_code == 401
+        assert public.get("/api/v1/iocs", headers=AUTH).status_code == 200
+
+
+def test_lookup_answers_from_cache_or_queues_never_waits(client):
+    values = ["known-bad.example.com", "never-seen.example.org", "192.168.1.5"]
+    response = client.post("/api/v1/lookup", json={"values": values}, headers=AUTH)
+    bad, new, private = response.json()["results"]
+    assert (bad["status"], bad["verdict"], bad["engines"]) == (
+        "cache",
+        "malicious",
+        ["E1", "E2", "E3"],
+    )
+    assert (new["status"], new["verdict"]) == ("queued", "pending")
+    assert private["status"] == "rejected" and "RFC 1918" in private["reason"]
+    again = client.post("/api/v1/lookup", json={"values": ["never-seen.example.org"]}, headers=AUTH)
+    assert again.json()["results"][0]["status"] == "queued"
+
+
+def test_invalid_input_is_a_clear_4xx(client):
+    assert client.post("/api/v1/lookup", json={"values": []}, headers=AUTH).status_code == 422
+    assert client.post("/api/v1/lookup", content=b"{", headers=AUTH).status_code == 422
+    assert client.get("/api/v1/iocs?limit=0").status_code == 422
+    assert client.get("/api/v1/iocs?type=evil").status_code == 422
+    response = client.post("/api/v1/enrich", content=b"not json", headers=AUTH)
+    assert response.status_code == 400 and "not JSON" in response.json()["detail"]
+
+
+def test_oversized_bodies_are_413(client):
+    big = {"values": ["x" * 100] * 100}
+    assert client.post("/api/v1/lookup", json=big, headers=AUTH).status_code == 413
+
+
+def test_sql_metacharacters_are_just_text(client):
+    for q in ["' OR 1=1 --", "%", "_", "\\", "known-bad%' UNION SELECT 1 --"]:
+        response = client.get("/api/v1/iocs", params={"q": q})
+        assert response.status_code == 200 and response.json()["items"] == []
+    assert [i["value"] for i in client.get("/api/v1/iocs?q=bad").json()["items"]] == [
+        "known-bad.example.com"
+    ]
+
+
+def test_enrich_json_and_ndjson(client):
+    event = {"dns": {"question": {"name": "known-bad.example.com"}}}
+    one = client.post("/api/v1/enrich", json=event, headers=AUTH).json()
+    assert one["vtguardian"]["is_malicious"] is True
+    ndjson = b"".join(orjson.dumps(e) + b"\n" for e in [event, {"message": "x"}])
+    response = client.post(
+        "/api/v1/enrich",
+        content=ndjson,
+        headers={**AUTH, "Content-Type": "application/x-ndjson"},
+    )
+    lines = [orjson.loads(line) for line in response.content.splitlines()]
+    assert [line["vtguardian"]["ioc"]["global"]["result"] for line in lines] == [
+        "malicious",
+        "unknown",
+    ]
+
+
+def test_iocs_filters_and_paging(client):
+    bad = client.get("/api/v1/iocs", params={"verdict": "malicious"}).json()["items"]
+    assert [i["value"] for i in bad] == ["known-bad.example.com"]
+    page = client.get("/api/v1/iocs", params={"limit": 1, "offset": 1}).json()
+    assert len(page["items"]) == 1 and page["offset"] == 1
+
+
+def test_metrics(client):
+    text = client.get("/metrics").text
+    assert 'vtguardian_iocs{verdict="malicious"} 1.0' in text
+    assert 'vtguardian_quota_remaining{window="day"}' in text
+    assert "vtguardian_queue_length 0.0" in text
+    assert TOKEN not in text
+
+
+def test_alerts_and_actions_lists(client):
+    assert client.get("/api/v1/alerts").json() == {"items": []}
+    assert client.get("/api/v1/actions").json() == {"items": []}
+
+
+def test_serve_refuses_a_public_address_without_a_token(tmp_path):
+    from helpers import run_cli
+
+    env = {"VTGUARDIAN_DATABASE__URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    result = run_cli("serve", "--host", "0.0.0.0", env=env, timeout=60)
+    assert result.returncode == 2 and "web.token" in result.stderr
