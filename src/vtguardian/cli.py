@@ -564,20 +564,11 @@ def alerts_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per alert.")] = False,
 ) -> None:
     """Recent alerts: IoCs your devices contacted that became malicious or suspicious."""
-    from sqlalchemy import select
-
     from vtguardian.intel.alerts import alert_payload
-    from vtguardian.store.schema import alerts, iocs
+    from vtguardian.store.recent import recent_with_ioc
+    from vtguardian.store.schema import alerts
 
-    engine = _open_store(ctx)
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(alerts, iocs.c.type, iocs.c.value)
-            .join(iocs, iocs.c.id == alerts.c.ioc_id)
-            .order_by(alerts.c.id.desc())
-            .limit(limit)
-        ).all()
-    payloads = [alert_payload(row) for row in rows]
+    payloads = [alert_payload(row) for row in recent_with_ioc(_open_store(ctx), alerts, limit)]
     if as_json:
         for payload in payloads:
             sys.stdout.write(orjson.dumps(payload).decode() + "\n")

@@ -26,6 +26,7 @@ from vtguardian.iocs import Classifier
 from vtguardian.store.answers import cached_verdicts
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import ensure_iocs
+from vtguardian.store.recent import recent_with_ioc
 from vtguardian.store.schema import actions, alerts, iocs, verdicts
 
 LEVELS = ("malicious", "suspicious", "harmless", "unknown", "pending")
@@ -178,24 +179,11 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
 
     @router.get("/alerts", dependencies=[Depends(read)])
     def list_alerts(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                select(alerts, iocs.c.type, iocs.c.value)
-                .join(iocs, iocs.c.id == alerts.c.ioc_id)
-                .order_by(alerts.c.id.desc())
-                .limit(limit)
-            ).all()
-        return {"items": [alert_payload(row) for row in rows]}
+        return {"items": [alert_payload(row) for row in recent_with_ioc(engine, alerts, limit)]}
 
     @router.get("/actions", dependencies=[Depends(read)])
     def list_actions(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                select(actions, iocs.c.type, iocs.c.value)
-                .join(iocs, iocs.c.id == actions.c.ioc_id)
-                .order_by(actions.c.id.desc())
-                .limit(limit)
-            ).all()
+        rows = recent_with_ioc(engine, actions, limit)
         return {"items": [{k: _iso(v) for k, v in row._mapping.items()} for row in rows]}
 
     return router
