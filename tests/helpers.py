@@ -12,6 +12,7 @@ from vtguardian.config import Settings
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
 
 VTGUARDIAN = [sys.executable, "-m", "vtguardian"]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def run_cli(

@@ -31,6 +31,10 @@ COMMANDS = [
     ["hunt"],
     ["dashboard"],
     ["dashboard", "export"],
+    ["serve"],
+    ["block"],
+    ["block", "sync"],
+    ["block", "list"],
 ]
 
 

@@ -525,6 +525,62 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
+block_app = typer.Typer(help="Blocking at Pi-hole: sync and list.", no_args_is_help=True)
+app.add_typer(block_app, name="block")
+
+
+@block_app.command("sync")
+def block_sync(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show and record what would change; touch nothing.")
+    ] = False,
+) -> None:
+    """Make Pi-hole's exact deny list match the malicious verdicts, then reload its lists."""
+    from vtguardian.actions.pihole import sync_gravity
+
+    settings = _state(ctx).settings
+    if dry_run:
+        settings = settings.model_copy(
+            update={"pihole": settings.pihole.model_copy(update={"dry_run": True})}
+        )
+    result = sync_gravity(_open_store(ctx), settings)
+    mode = "would block" if result.dry_run else "blocked"
+    out.print(f"{mode} {len(result.added)}, unblocked {len(result.removed)}")
+    for domain in result.added:
+        out.print(f"  + {domain}")
+    for domain in result.removed:
+        out.print(f"  - {domain}")
+    if result.held:
+        err.print(
+            f"circuit breaker: {len(result.held)} more malicious domains held back for review "
+            f"(pihole.max_new_blocks_per_hour): {', '.join(result.held[:10])}"
+        )
+
+
+@block_app.command("list")
+def block_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per action.")] = False,
+) -> None:
+    """Recent blocks and unblocks with their reason and expiry."""
+    from vtguardian.store.recent import recent_with_ioc
+    from vtguardian.store.schema import actions
+
+    rows = recent_with_ioc(_open_store(ctx), actions, 100)
+    for row in rows:
+        item = {
+            k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()
+        }
+        if as_json:
+            sys.stdout.write(orjson.dumps(item).decode() + "\n")
+        else:
+            out.print(
+                f"{item['created_at'][:16]}  {item['action']:7s} {item['value']}  "
+                f"({item['reason']}{', dry run' if item['dry_run'] else ''})"
+            )
+
+
 @app.command("hunt")
 def hunt_command(
     ctx: typer.Context,

@@ -196,6 +196,16 @@ class WebSettings(_Section):
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
 
 
+class PiholeSettings(_Section):
+    gravity_db: Path = Path("/etc/pihole/gravity.db")
+    # Pi-hole v6; on v5 use "pihole restartdns reload-lists". Empty: do not reload.
+    reload_command: str = "pihole reloadlists"
+    block_days: PositiveFloat = 30.0
+    # Circuit breaker: more new blocks than this in an hour are held back for review.
+    max_new_blocks_per_hour: PositiveInt = 20
+    dry_run: bool = False
+
+
 class _VtApiKeySource(PydanticBaseSettingsSource):
     """Reads ``VT_API_KEY`` so the key set for other VirusTotal tools just works."""
 
@@ -228,6 +238,7 @@ class Settings(BaseSettings):
     feeds: FeedsSettings = Field(default_factory=FeedsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    pihole: PiholeSettings = Field(default_factory=PiholeSettings)
     otx: OtxSettings = Field(default_factory=OtxSettings)
     # Providers asked in order; the first confident answer decides and ends the flow.
     flow: list[FlowStep] = Field(default_factory=_default_flow)

@@ -1,0 +1,220 @@
+"""Blocking at Pi-hole: exact deny entries in ``gravity.db`` for malicious domains.
+
+Only ``malicious`` verdicts are blocked (suspicious ones, which include popular
+domains held for review, never are), nothing allowlisted, and never a domain
+the user put on the list themselves. Each entry is tagged ``vtguardian:`` in its
+comment; only those are ever removed: when the verdict clears, or when the
+block expires and the verdict was not confirmed again since. A circuit breaker
+holds back new blocks beyond ``max_new_blocks_per_hour`` for review, so a
+provider's bad day cannot take the household offline. Every block and unblock
+is recorded in ``actions`` with its reason and expiry.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sqlite3
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from vtguardian.actions.feeds import blocklist
+from vtguardian.clock import utcnow
+from vtguardian.config import Settings
+from vtguardian.errors import InvalidInput
+from vtguardian.iocs import Classifier
+from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.entities import find_ioc_ids
+from vtguardian.store.schema import actions, verdicts
+
+TARGET = "pihole"
+TAG = "vtguardian:"
+DENY_EXACT = 1
+
+
+@dataclass
+class SyncResult:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # over the circuit breaker's limit
+    dry_run: bool = False
+    reloaded: bool = False
+
+
+def _gravity(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise InvalidInput(f"Pi-hole database {path} does not exist (pihole.gravity_db)")
+    connection = sqlite3.connect(path, timeout=30)
+    connection.execute("PRAGMA foreign_keys = ON")
+    return connection
+
+
+def sync_gravity(
+    engine: Engine, settings: Settings, now: datetime | None = None, reload: bool = True
+) -> SyncResult:
+    """Make Pi-hole's exact deny list hold exactly the domains that should be blocked."""
+    now = now or utcnow()
+    config = settings.pihole
+    result = SyncResult(dry_run=config.dry_run)
+    malicious = set(blocklist(engine, Classifier.from_settings(settings)).domains)
+    with engine.connect() as connection:
+        active = _active_blocks(connection)
+        lapsed = _lapsed_unconfirmed(connection, now)
+        recent = connection.execute(
+            select(func.count())
+            .select_from(actions)
+            .where(
+                actions.c.target == TARGET,
+                actions.c.action == "block",
+                actions.c.dry_run.is_(False),
+                actions.c.created_at > now - timedelta(hours=1),
+            )
+        ).scalar_one()
+    gravity = _gravity(config.gravity_db)
+    try:
+        rows = gravity.execute(
+            "SELECT domain, comment FROM domainlist WHERE type = ?", (DENY_EXACT,)
+        )
+        ours, theirs = set(), set()
+        for domain, comment in rows:
+            (ours if (comment or "").startswith(TAG) else theirs).add(domain)
+        expired = {d for d, until in active.items() if until is not None and until <= now}
+        wanted = (malicious - lapsed - expired) - theirs
+        to_remove = sorted(ours - wanted)
+        to_add = sorted(wanted - ours)
+        room = max(0, config.max_new_blocks_per_hour - recent)
+        result.added, result.held = to_add[:room], to_add[room:]
+        result.removed = to_remove
+        if not config.dry_run:
+            with gravity:
+                details = _details(engine, result.added)
+                for domain in result.added:
+                    gravity.execute(
+                        "INSERT INTO domainlist (type, domain, enabled, comment) "
+                        "VALUES (?, ?, 1, ?)",
+                        (
+                            DENY_EXACT,
+                            domain,
+                            f"{TAG} malicious{details.get(domain, '')}, added {now:%Y-%m-%d}",
+                        ),
+                    )
+                for domain in result.removed:
+                    gravity.execute(
+                        "DELETE FROM domainlist WHERE type = ? AND domain = ? AND comment LIKE ?",
+                        (DENY_EXACT, domain, f"{TAG}%"),
+                    )
+    finally:
+        gravity.close()
+    _record(engine, result, now, timedelta(days=config.block_days))
+    if reload and not config.dry_run and (result.added or result.removed) and config.reload_command:
+        completed = subprocess.run(
+            shlex.split(config.reload_command), capture_output=True, timeout=120
+        )
+        result.reloaded = completed.returncode == 0
+    return result
+
+
+def _details(engine: Engine, domains: list[str]) -> dict[str, str]:
+    """' 14/86 (16.3%)' per domain, for the comment a Pi-hole admin reads."""
+    from vtguardian.store.schema import iocs
+
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(iocs.c.value, verdicts.c.malicious, verdicts.c.total, verdicts.c.ratio)
+            .join(verdicts, verdicts.c.ioc_id == iocs.c.id)
+            .where(iocs.c.type == "domain", iocs.c.value.in_(domains))
+        ).all()
+    return {
+        value: f" {malicious}/{total} ({ratio:.1%})"
+        for value, malicious, total, ratio in rows
+        if malicious is not None and total and ratio is not None
+    }
+
+
+def _active_blocks(connection: Connection) -> dict[str, datetime | None]:
+    """Domains with an active (non dry-run) Pi-hole block, and when each expires."""
+    from vtguardian.store.schema import iocs
+
+    rows = connection.execute(
+        select(iocs.c.value, actions.c.expires_at)
+        .join(iocs, iocs.c.id == actions.c.ioc_id)
+        .where(
+            actions.c.target == TARGET,
+            actions.c.action == "block",
+            actions.c.active.is_(True),
+            actions.c.dry_run.is_(False),
+        )
+    ).all()
+    return dict(rows)
+
+
+def _lapsed_unconfirmed(connection: Connection, now: datetime) -> set[str]:
+    """Domains whose last block expired with no re-check of the verdict since it was made."""
+    from vtguardian.store.schema import iocs
+
+    last_block = (
+        select(actions.c.ioc_id, func.max(actions.c.created_at).label("blocked_at"))
+        .where(
+            actions.c.target == TARGET,
+            actions.c.action == "block",
+            actions.c.dry_run.is_(False),
+            actions.c.expires_at <= now,
+        )
+        .group_by(actions.c.ioc_id)
+        .subquery()
+    )
+    rows = connection.execute(
+        select(iocs.c.value)
+        .join(last_block, last_block.c.ioc_id == iocs.c.id)
+        .join(verdicts, verdicts.c.ioc_id == iocs.c.id)
+        .where(verdicts.c.checked_at <= last_block.c.blocked_at)
+    ).scalars()
+    return set(rows)
+
+
+def _record(engine: Engine, result: SyncResult, now: datetime, lifetime: timedelta) -> None:
+    if not (result.added or result.removed):
+        return
+
+    def work(connection: Connection) -> None:
+        ids = find_ioc_ids(connection, [("domain", d) for d in result.added + result.removed])
+        for domain in result.removed:
+            ioc_id = ids[("domain", domain)]
+            connection.execute(
+                update(actions)
+                .where(
+                    actions.c.ioc_id == ioc_id,
+                    actions.c.target == TARGET,
+                    actions.c.active.is_(True),
+                )
+                .values(active=False)
+            )
+            connection.execute(
+                insert(actions).values(
+                    ioc_id=ioc_id,
+                    target=TARGET,
+                    action="unblock",
+                    created_at=now,
+                    active=False,
+                    reason="verdict cleared or block expired",
+                    dry_run=result.dry_run,
+                )
+            )
+        for domain in result.added:
+            connection.execute(
+                insert(actions).values(
+                    ioc_id=ids[("domain", domain)],
+                    target=TARGET,
+                    action="block",
+                    created_at=now,
+                    expires_at=now + lifetime,
+                    active=not result.dry_run,
+                    reason="malicious verdict",
+                    dry_run=result.dry_run,
+                )
+            )
+
+    run_in_transaction(engine, work)

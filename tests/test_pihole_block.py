@@ -1,0 +1,140 @@
+"""Blocking in a real Pi-hole gravity.db (Pi-hole's own schema and test rows)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from helpers import SHARED_DATA, settings_for
+from vtguardian.actions.pihole import sync_gravity
+from vtguardian.clock import utcnow
+from vtguardian.store.answers import ReportRow, record_answer
+from vtguardian.store.engine import write_transaction
+from vtguardian.store.entities import ensure_iocs
+
+
+def _verdict(engine, domain, level, when):
+    with write_transaction(engine) as connection:
+        ioc_id = ensure_iocs(connection, {("domain", domain): (None, when, when)})[
+            ("domain", domain)
+        ]
+        report = ReportRow(
+            "virustotal",
+            "found",
+            level,
+            ratio=14 / 86,
+            total=86,
+            stats={"malicious": 14 if level == "malicious" else 0},
+        )
+        record_answer(connection, ioc_id, report, timedelta(days=1), when)
+
+
+@pytest.fixture
+def gravity(tmp_path):
+    path = tmp_path / "gravity.db"
+    shutil.copy(SHARED_DATA / "pihole" / "ftl-test-gravity.db", path)
+    return path
+
+
+def _deny(path):
+    with sqlite3.connect(path) as connection:
+        return {
+            domain: (enabled, comment, groups)
+            for domain, enabled, comment, groups in connection.execute(
+                "SELECT d.domain, d.enabled, d.comment, GROUP_CONCAT(g.group_id) FROM domainlist d "
+                "LEFT JOIN domainlist_by_group g ON g.domainlist_id = d.id WHERE d.type = 1 "
+                "GROUP BY d.id"
+            )
+        }
+
+
+def _settings(db_url, gravity, tmp_path, **pihole):
+    marker = tmp_path / "reloaded"
+    return settings_for(
+        db_url,
+        "http://127.0.0.1:9",
+        pihole={"gravity_db": str(gravity), "reload_command": f"touch {marker}", **pihole},
+        allowlist={"domains": ["mybank.example"]},
+    ), marker
+
+
+def test_sync_adds_exact_deny_entries_and_removes_them_when_cleared(
+    engine, db_url, gravity, tmp_path
+):
+    now = utcnow()
+    before = _deny(gravity)
+    for domain, level in [
+        ("c2.example.net", "malicious"),
+        ("phish.example.org", "malicious"),
+        ("login.mybank.example", "malicious"),
+        ("gray.example.com", "suspicious"),
+        ("fine.example.com", "harmless"),
+        ("denied.ftl", "malicious"),
+    ]:
+        _verdict(engine, domain, level, now)
+    settings, marker = _settings(db_url, gravity, tmp_path)
+    result = sync_gravity(engine, settings, now)
+    assert result.added == ["c2.example.net", "phish.example.org"] and result.removed == []
+    assert marker.exists()  # Pi-hole was told to reload
+    deny = _deny(gravity)
+    assert set(deny) - set(before) == {"c2.example.net", "phish.example.org"}
+    enabled, comment, groups = deny["c2.example.net"]
+    assert enabled == 1 and groups == "0"
+    assert comment.startswith("vtguardian: malicious 14/86 (16.3%), added ")
+    assert deny["denied.ftl"] == before["denied.ftl"]  # the user's own entry, untouched
+    marker.unlink()
+    assert sync_gravity(engine, settings, now).added == [] and not marker.exists()
+    _verdict(engine, "c2.example.net", "harmless", now + timedelta(hours=1))
+    cleared = sync_gravity(engine, settings, now + timedelta(hours=1))
+    assert cleared.removed == ["c2.example.net"] and "c2.example.net" not in _deny(gravity)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT i.value, a.action, a.active FROM actions a JOIN iocs i ON i.id = a.ioc_id "
+                "ORDER BY a.id"
+            )
+        ).all()
+    assert [(v, a, bool(x)) for v, a, x in rows] == [
+        ("c2.example.net", "block", False),
+        ("phish.example.org", "block", True),
+        ("c2.example.net", "unblock", False),
+    ]
+
+
+def test_blocks_expire_unless_the_verdict_is_confirmed_again(engine, db_url, gravity, tmp_path):
+    now = utcnow()
+    _verdict(engine, "phish.example.org", "malicious", now)
+    settings, _ = _settings(db_url, gravity, tmp_path, block_days=30)
+    sync_gravity(engine, settings, now)
+    later = now + timedelta(days=31)
+    assert sync_gravity(engine, settings, later).removed == ["phish.example.org"]
+    assert "phish.example.org" not in _deny(gravity)
+    assert sync_gravity(engine, settings, later).added == []  # not re-added unconfirmed
+    _verdict(engine, "phish.example.org", "malicious", later + timedelta(hours=1))
+    assert sync_gravity(engine, settings, later + timedelta(hours=2)).added == ["phish.example.org"]
+
+
+def test_circuit_breaker_holds_back_a_flood(engine, db_url, gravity, tmp_path):
+    now = utcnow()
+    for n in range(5):
+        _verdict(engine, f"bad{n}.example.com", "malicious", now)
+    settings, _ = _settings(db_url, gravity, tmp_path, max_new_blocks_per_hour=2)
+    result = sync_gravity(engine, settings, now)
+    assert len(result.added) == 2 and len(result.held) == 3
+    assert len(sync_gravity(engine, settings, now + timedelta(minutes=10)).added) == 0
+    assert len(sync_gravity(engine, settings, now + timedelta(hours=2)).added) == 2
+
+
+def test_dry_run_touches_nothing_but_records(engine, db_url, gravity, tmp_path):
+    now = utcnow()
+    _verdict(engine, "c2.example.net", "malicious", now)
+    before = _deny(gravity)
+    settings, marker = _settings(db_url, gravity, tmp_path, dry_run=True)
+    assert sync_gravity(engine, settings, now).added == ["c2.example.net"]
+    assert _deny(gravity) == before and not marker.exists()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT dry_run FROM actions")).scalar() in (1, True)
