@@ -16,6 +16,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from vtguardian import __version__
+from vtguardian.clock import iso_z
 from vtguardian.config import Settings, load_settings, settings_for_display
 from vtguardian.errors import ConfigError, InvalidInput, UserError
 
@@ -359,7 +360,7 @@ def quota(
                 w: {"used": used[w], "limit": limits[w], "remaining": remaining[w]} for w in limits
             },
             "queue": length,
-            "paused_until": usage.paused_until.isoformat() + "Z" if usage.paused_until else None,
+            "paused_until": iso_z(usage.paused_until),
         }
         sys.stdout.write(orjson.dumps(data).decode() + "\n")
         return

@@ -16,6 +16,12 @@ def from_unix(seconds: float | int | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 
 
+def iso_z(value: datetime | str | None) -> str | None:
+    """A stored UTC time as ISO 8601 with its ``Z``, as the CLI and API print times."""
+    moment = as_naive_utc(value)
+    return moment.isoformat() + "Z" if moment is not None else None
+
+
 def as_naive_utc(value: datetime | str | None) -> datetime | None:
     """Rows come back naive from MariaDB and sometimes as text from SQLite views."""
     if value is None:

@@ -314,15 +314,15 @@ def mask_secret(value: str | None) -> str | None:
     return "********"
 
 
+SECRETS = (("virustotal", "api_key"), ("otx", "api_key"), ("web", "token"))
+
+
 def settings_for_display(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data with every secret masked."""
     data = settings.model_dump(mode="json")
-    key = settings.virustotal.api_key
-    data["virustotal"]["api_key"] = mask_secret(key.get_secret_value() if key else None)
-    otx_key = settings.otx.api_key
-    data["otx"]["api_key"] = mask_secret(otx_key.get_secret_value() if otx_key else None)
-    token = settings.web.token
-    data["web"]["token"] = mask_secret(token.get_secret_value() if token else None)
+    for section, name in SECRETS:
+        secret = getattr(getattr(settings, section), name)
+        data[section][name] = mask_secret(secret.get_secret_value() if secret else None)
     data["database"]["url"] = _mask_url_password(settings.database.url)
     return data
 

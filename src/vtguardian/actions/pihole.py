@@ -28,7 +28,7 @@ from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import find_ioc_ids
-from vtguardian.store.schema import actions, verdicts
+from vtguardian.store.schema import actions, iocs, verdicts
 
 TARGET = "pihole"
 TAG = "vtguardian:"
@@ -119,8 +119,6 @@ def sync_gravity(
 
 def _details(engine: Engine, domains: list[str]) -> dict[str, str]:
     """' 14/86 (16.3%)' per domain, for the comment a Pi-hole admin reads."""
-    from vtguardian.store.schema import iocs
-
     with engine.connect() as connection:
         rows = connection.execute(
             select(iocs.c.value, verdicts.c.malicious, verdicts.c.total, verdicts.c.ratio)
@@ -136,8 +134,6 @@ def _details(engine: Engine, domains: list[str]) -> dict[str, str]:
 
 def _active_blocks(connection: Connection) -> dict[str, datetime | None]:
     """Domains with an active (non dry-run) Pi-hole block, and when each expires."""
-    from vtguardian.store.schema import iocs
-
     rows = connection.execute(
         select(iocs.c.value, actions.c.expires_at)
         .join(iocs, iocs.c.id == actions.c.ioc_id)
@@ -153,8 +149,6 @@ def _active_blocks(connection: Connection) -> dict[str, datetime | None]:
 
 def _lapsed_unconfirmed(connection: Connection, now: datetime) -> set[str]:
     """Domains whose last block expired with no re-check of the verdict since it was made."""
-    from vtguardian.store.schema import iocs
-
     last_block = (
         select(actions.c.ioc_id, func.max(actions.c.created_at).label("blocked_at"))
         .where(

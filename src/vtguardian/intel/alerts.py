@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import Connection, Engine, or_, select, update
 
-from vtguardian.clock import as_naive_utc, utcnow
+from vtguardian.clock import iso_z, utcnow
 from vtguardian.store.contacts import Contact, client_contacts
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.schema import alerts, iocs, sightings, verdicts
@@ -61,8 +61,8 @@ def create_alert(
                         "ip": c.client,
                         "name": c.name,
                         "hits": c.hits,
-                        "first_seen": c.first_seen.isoformat() + "Z",
-                        "last_seen": c.last_seen.isoformat() + "Z",
+                        "first_seen": iso_z(c.first_seen),
+                        "last_seen": iso_z(c.last_seen),
                     }
                     for c in contacts
                 ],
@@ -92,15 +92,15 @@ def alert_payload(row: Any) -> dict[str, Any]:
     """The JSON a webhook receives: everything needed to act without opening vtguardian."""
     return {
         "id": row.id,
-        "created_at": as_naive_utc(row.created_at).isoformat() + "Z",
+        "created_at": iso_z(row.created_at),
         "ioc": {"type": row.type, "value": row.value},
         "verdict": row.verdict,
         "previous_verdict": row.previous_verdict,
         "ratio": row.ratio,
         "engines": row.engines,
         "clients": row.clients,
-        "first_seen": as_naive_utc(row.first_seen).isoformat() + "Z" if row.first_seen else None,
-        "last_seen": as_naive_utc(row.last_seen).isoformat() + "Z" if row.last_seen else None,
+        "first_seen": iso_z(row.first_seen),
+        "last_seen": iso_z(row.last_seen),
         "source": "vtguardian",
     }
 

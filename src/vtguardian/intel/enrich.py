@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
-from vtguardian.clock import utcnow
+from vtguardian.clock import iso_z, utcnow
 from vtguardian.intel import queue
 from vtguardian.intel.flow import Flow
 from vtguardian.iocs import Classifier, IocType
@@ -73,10 +73,6 @@ def _indicator(kind: str, value: str) -> dict[str, Any]:
 
 def _hash_name(value: str) -> str:
     return {32: "md5", 40: "sha1"}.get(len(value), "sha256")
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() + "Z" if moment else None
 
 
 class Enricher:
@@ -147,7 +143,7 @@ class Enricher:
         missing = {ioc for per_event in atoms for _f, _r, ioc in per_event} - self._known.keys()
         if missing:
             self._resolve(missing)
-        return atoms, _iso(utcnow())
+        return atoms, iso_z(utcnow())
 
     def _matches(self, per_event: list[Atom]) -> tuple[list[Atom], str]:
         """The atoms that have an answer, and the worst level among all of them."""
@@ -317,7 +313,7 @@ def _template_from(
     if malicious is not None:
         indicator["scanner_stats"] = malicious
     if analysed is not None:
-        indicator["modified_at"] = _iso(analysed)
+        indicator["modified_at"] = iso_z(analysed)
     if labels:
         indicator["description"] = "; ".join(labels)[:200]
     return {
@@ -325,6 +321,6 @@ def _template_from(
         "vtguardian": {
             "verdict": verdict if verdict in SEVERITY else Level.UNKNOWN.value,
             "ratio": ratio,
-            "last_analysis_date": _iso(analysed),
+            "last_analysis_date": iso_z(analysed),
         },
     }

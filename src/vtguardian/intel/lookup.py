@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from vtguardian.clock import utcnow
+from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
 from vtguardian.intel import queue
 from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
@@ -79,8 +79,7 @@ class LookupResult:
 
     def as_dict(self) -> dict[str, object]:
         data = dict(self.__dict__)
-        date = self.last_analysis_date
-        data["last_analysis_date"] = date.isoformat() + "Z" if date else None
+        data["last_analysis_date"] = iso_z(self.last_analysis_date)
         return data
 
 

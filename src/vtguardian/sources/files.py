@@ -13,7 +13,6 @@ import gzip
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine
@@ -270,13 +269,6 @@ def _inode(handle: BinaryIO) -> int | None:
         return os.fstat(handle.fileno()).st_ino
     except (OSError, AttributeError, ValueError):
         return None
-
-
-def file_size(path: str) -> int:
-    try:
-        return Path(path).stat().st_size
-    except OSError:
-        return 0
 
 
 __all__ = ["FileReader", "ParseError", "rotated_siblings"]

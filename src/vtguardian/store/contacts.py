@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from vtguardian.clock import as_naive_utc
+from vtguardian.clock import as_naive_utc, iso_z
 from vtguardian.store.schema import clients, iocs, sightings
 
 
@@ -25,8 +25,8 @@ class Contact:
         return {
             "client": self.client,
             "name": self.name,
-            "first_seen": self.first_seen.isoformat() + "Z",
-            "last_seen": self.last_seen.isoformat() + "Z",
+            "first_seen": iso_z(self.first_seen),
+            "last_seen": iso_z(self.last_seen),
             "hits": self.hits,
             "iocs": self.iocs,
         }

@@ -7,12 +7,9 @@ answers ``{"indicator", "type", "pulse_info": {"count", "pulses": [...]}}``,
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from aiohttp import web
 
-from vtguardian.testing.server import BackgroundServer
+from vtguardian.testing.server import BackgroundServer, json_response
 
 OTX_KEY = "otx-emulator-key"
 
@@ -31,21 +28,17 @@ class OtxEmulator:
 
     async def _general(self, request: web.Request) -> web.Response:
         if request.headers.get("X-OTX-API-KEY") != self.key:
-            return _json(403, {"detail": "Authentication credentials were not provided."})
+            return json_response(403, {"detail": "Authentication credentials were not provided."})
         section, value = request.match_info["section"], request.match_info["value"]
         self.calls.append((section, value))
         if self.fail:
-            return _json(502, {"detail": "Bad gateway"})
+            return json_response(502, {"detail": "Bad gateway"})
         count = self.pulses.get(value, 0)
         pulses = [{"id": f"p{n}", "name": f"Campaign {n} ({value})"} for n in range(count)]
-        return _json(
+        return json_response(
             200,
             {"indicator": value, "type": section, "pulse_info": {"count": count, "pulses": pulses}},
         )
-
-
-def _json(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
 class OtxServer(BackgroundServer):

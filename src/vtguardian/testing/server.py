@@ -9,9 +9,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Self
+from typing import Any, Self
 
+import orjson
 from aiohttp import web
+
+
+def json_response(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
 class BackgroundServer:

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from vtguardian.testing.server import BackgroundServer
+from vtguardian.testing.server import BackgroundServer, json_response
 from vtguardian.testing.vt_content import (
     URL_ENGINES,
     Profile,
@@ -186,7 +186,7 @@ class VirusTotalEmulator:
         )
         if not profile.found:
             label = {"domain": "Domain", "ip": "IP address", "url": "URL", "file": "File"}[kind]
-            return _json(404, _error_body("NotFoundError", f'{label} "{raw_id}" not found'))
+            return json_response(404, _error_body("NotFoundError", f'{label} "{raw_id}" not found'))
         return await self._deliver(build_object(kind, object_id, profile, self.host, extra))
 
     async def _submit_url(self, request: web.Request) -> web.StreamResponse:
@@ -202,7 +202,7 @@ class VirusTotalEmulator:
         self._submitted.add(digest)
         self._log(request, 200, "ok", "url", url)
         analysis_id = f"u-{digest}-{int(self.clock())}"
-        return _json(
+        return json_response(
             200,
             {
                 "data": {
@@ -326,7 +326,7 @@ class VirusTotalEmulator:
         if kind == "domain":
             name = raw_id.lower().rstrip(".")
             if not _DOMAIN.fullmatch(name):
-                return _json(
+                return json_response(
                     400,
                     _error_body("InvalidArgumentError", f'Domain "{raw_id}" is not a valid domain'),
                 )
@@ -335,13 +335,13 @@ class VirusTotalEmulator:
             try:
                 address = ipaddress.ip_address(raw_id)
             except ValueError:
-                return _json(
+                return json_response(
                     400, _error_body("InvalidArgumentError", f'"{raw_id}" is not a valid IP')
                 )
             return str(address), str(address), None
         if kind == "file":
             if len(raw_id) not in (32, 40, 64) or not _HEX.fullmatch(raw_id):
-                return _json(
+                return json_response(
                     400,
                     _error_body("InvalidArgumentError", f'"{raw_id}" is not a valid file hash'),
                 )
@@ -358,7 +358,7 @@ class VirusTotalEmulator:
         try:
             url = base64.urlsafe_b64decode(raw_id + "=" * (-len(raw_id) % 4)).decode()
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            return _json(404, _error_body("NotFoundError", f'URL "{raw_id}" not found'))
+            return json_response(404, _error_body("NotFoundError", f'URL "{raw_id}" not found'))
         digest = hashlib.sha256(url.encode()).hexdigest()
         self._urls[digest] = url
         return digest, url, {"url": url}
@@ -401,28 +401,24 @@ class VirusTotalEmulator:
         key_valid: bool = False,
     ) -> web.Response:
         self._log(request, status, outcome, kind, value, key_valid)
-        return _json(status, _error_body(code, message))
+        return json_response(status, _error_body(code, message))
 
     # --- control -----------------------------------------------------------------
 
     async def _control_calls(self, _request: web.Request) -> web.Response:
-        return _json(200, {"calls": [asdict(c) for c in self.calls()]})
+        return json_response(200, {"calls": [asdict(c) for c in self.calls()]})
 
     async def _control_config(self, request: web.Request) -> web.Response:
         self.configure(await request.json())
-        return _json(200, {"ok": True})
+        return json_response(200, {"ok": True})
 
     async def _control_reset(self, _request: web.Request) -> web.Response:
         self.reset()
-        return _json(200, {"ok": True})
+        return json_response(200, {"ok": True})
 
 
 def _error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
-
-
-def _json(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
 class EmulatorServer(BackgroundServer):

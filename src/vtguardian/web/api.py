@@ -8,6 +8,7 @@ refused with 413 before they are read into memory.
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -16,7 +17,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
-from vtguardian.clock import utcnow
+from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
 from vtguardian.intel import queue
 from vtguardian.intel.alerts import alert_payload
@@ -37,7 +38,7 @@ class LookupRequest(BaseModel):
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() + "Z" if hasattr(value, "isoformat") else value
+    return iso_z(value) if isinstance(value, datetime) else value
 
 
 def token_check(settings: Settings, public: bool):
