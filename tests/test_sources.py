@@ -7,6 +7,7 @@ import csv
 import ipaddress
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from sources_helpers import SHARED, ingest, stored_hits
+from vtguardian.clock import as_naive_utc
 from vtguardian.intel.queue import TIER_ALERT
 from vtguardian.sources.base import ParseError
 from vtguardian.sources.batch import Batch
@@ -234,6 +236,39 @@ def test_suricata_tls_and_alert_with_dns_name(engine, tmp_path):
                  "WHERE i.value = 'evil-c2.cc'")
         ).scalar()  # fmt: skip
     assert tier == TIER_ALERT
+
+
+def test_suricata_stamps_across_zones_and_out_of_order(engine, tmp_path):
+    """Stamps are grouped by their text up to the hour; the stored hour and last
+    sighting must still be the real UTC ones, and a broken stamp is its own bad line."""
+    path = tmp_path / "eve.json"
+    query = {"src_ip": "192.168.1.20", "dest_ip": "192.168.1.1"}
+    dns = {"type": "query", "rrname": "zones.example.org", "rrtype": "A"}
+    lines = [
+        ("2024-05-01T13:50:00.000000+0200", True),  # 11:50Z
+        ("2024-05-01T13:05:00.000000+0200", True),  # 11:05Z, earlier, read later
+        ("2024-05-01T11:20:00.999999+0000", True),  # 11:20Z, same UTC hour, other zone
+        ("2024-05-01T07:55:30.000000-0400", True),  # 11:55:30Z, the real last
+        ("2024-05-01T13:7x:00.000000+0200", False),  # broken minutes
+        ("2024-05-01T13:70:00.000000+0200", False),  # minute out of range
+        ("2024-13-01T13:10:00.000000+0200", False),  # month 13
+    ]
+    body = b"".join(_eve("dns", timestamp=stamp, **query, dns=dns) for stamp, _ok in lines)
+    path.write_bytes(body)
+    totals = ingest(engine, "suricata", path)
+    assert (totals.events, totals.errors) == (4, 3)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT s.hour, s.hits, s.last_seen FROM sightings s")).all()
+        errors = (
+            connection.execute(text("SELECT position FROM ingest_errors ORDER BY position"))
+            .scalars()
+            .all()
+        )
+    assert [(as_naive_utc(h), n, as_naive_utc(last)) for h, n, last in rows] == [
+        (datetime(2024, 5, 1, 11), 4, datetime(2024, 5, 1, 11, 55, 30))
+    ]
+    starts = [m.start() for m in re.finditer(rb"^", body, re.M)][: len(lines)]
+    assert errors == [start for start, (_s, ok) in zip(starts, lines, strict=True) if not ok]
 
 
 PIHOLE_LOG = """\

@@ -19,19 +19,20 @@ from sqlalchemy import Connection, Engine, insert, select
 from vtguardian.clock import utcnow
 from vtguardian.intel import queue
 from vtguardian.iocs import Classifier, IocType
-from vtguardian.sources.timeparse import to_datetime
+from vtguardian.sources.timeparse import Stamp, hour_epoch, stamp_epoch, to_datetime
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
 from vtguardian.store.schema import ids_alerts, ingest_errors, verdicts
 from vtguardian.store.sightings import add_sightings
 
-# kind hint (or "" to detect), raw value, client, hour (Unix time // 3600)
-RawKey = tuple[str, str, str, int]
+# kind hint (or "" to detect), raw value, client, hour: Unix time // 3600, or for a
+# Suricata stamp its text up to the hour followed by its zone (see timeparse.fast_stamp)
+RawKey = tuple[str, str, str, int | str]
 
 
 @dataclass(slots=True)
 class IdsAlert:
-    ts: float
+    ts: Stamp
     signature_id: int | None
     signature: str | None
     category: str | None
@@ -90,10 +91,11 @@ class Batch:
     events: int = 0
 
     def see(
-        self, kind: str, raw: str, client: str, ts: float, blocked: int = 0, hits: int = 1
+        self, kind: str, raw: str, client: str, ts: Stamp, blocked: int = 0, hits: int = 1
     ) -> None:
-        """One observation of ``raw`` by ``client`` at Unix time ``ts``."""
-        key = (kind, raw, client, int(ts // 3600))
+        """One observation of ``raw`` by ``client`` at ``ts`` (Unix time or stamp text)."""
+        hour = ts[:13] + ts[26:] if ts.__class__ is str else int(ts // 3600)  # type: ignore[index,operator]
+        key = (kind, raw, client, hour)
         entry = self.counts.get(key)
         if entry is None:
             self.counts[key] = [hits, blocked, ts]
@@ -135,7 +137,7 @@ def flush(
     skipped = invalid = hits_total = 0
     resolved: dict[tuple[str, str], tuple[str, str] | None] = {}
     invalid_values: set[tuple[str, str]] = set()
-    hours: dict[int, datetime] = {}
+    hours: dict[int | str, datetime] = {}
     for (kind, raw, client, hour), (hits, blocked, last) in batch.counts.items():
         if (kind, raw) not in resolved:
             result = (
@@ -156,10 +158,10 @@ def flush(
                 skipped += hits
             continue
         hits_total += hits
-        when = to_datetime(last)
+        when = to_datetime(stamp_epoch(last))
         hour_start = hours.get(hour)
         if hour_start is None:
-            hour_start = hours[hour] = to_datetime(hour * 3600)
+            hour_start = hours[hour] = to_datetime(hour_epoch(hour) * 3600)
         key = (ioc, client, hour_start)
         entry = merged.get(key)
         if entry is None:
@@ -188,7 +190,8 @@ def flush(
                 seen_clients[client] = (batch.client_names.get(client), when)
         for alert in batch.alerts:
             seen_clients.setdefault(
-                alert.client, (batch.client_names.get(alert.client), to_datetime(alert.ts))
+                alert.client,
+                (batch.client_names.get(alert.client), to_datetime(stamp_epoch(alert.ts))),
             )
         client_ids = ensure_clients(connection, seen_clients)
         add_sightings(
@@ -278,7 +281,7 @@ def _alert_row(
 ) -> dict[str, Any]:
     ioc = resolved.get((alert.ioc_kind, alert.ioc_raw or ""))
     return {
-        "ts": to_datetime(alert.ts),
+        "ts": to_datetime(stamp_epoch(alert.ts)),
         "source": source,
         "signature_id": alert.signature_id,
         "signature": (alert.signature or "")[:512] or None,

@@ -29,6 +29,9 @@ CHUNK_BYTES = 1 << 22
 # Below this much unread data a child process costs more than it saves.
 PARALLEL_MIN_BYTES = 32 << 20
 BATCH_LINES = 50_000
+# A backfill is stored in batches this many times larger: an hour of a busy log then
+# mostly lands in one batch, so each IoC and sighting row is written about once.
+BACKFILL_BATCH_FACTOR = 4
 
 
 def open_log(path: str) -> BinaryIO:
@@ -124,7 +127,9 @@ class FileReader:
         remaining = _size(handle) - start.position
         parallel = final and remaining >= self.parallel_min_bytes
         if parallel and "fork" in mp.get_all_start_methods():
-            batches = _parsed_in_child(self.make_parser, path, start, self.batch_lines)
+            batches = _parsed_in_child(
+                self.make_parser, path, start, self.batch_lines * BACKFILL_BATCH_FACTOR
+            )
         else:
             parser = self.make_parser(path)
             parser.restore(start.state)

@@ -14,7 +14,7 @@ from typing import Any
 
 from vtguardian.sources.base import ParseError, Stateless, json_object, text_field
 from vtguardian.sources.batch import Batch, IdsAlert
-from vtguardian.sources.timeparse import BadTimestamp, iso_epoch
+from vtguardian.sources.timeparse import BadTimestamp, Stamp, fast_stamp
 
 _ADDRESS_TYPES = ("A", "AAAA")
 
@@ -53,7 +53,7 @@ class SuricataParser(Stateless):
         if handler is None:
             return
         try:
-            ts = iso_epoch(event["timestamp"])
+            ts = fast_stamp(event["timestamp"])
         except (KeyError, BadTimestamp) as exc:
             raise ParseError(f"missing or bad timestamp: {exc}") from None
         batch.events += 1
@@ -64,7 +64,7 @@ class SuricataParser(Stateless):
 
     # --- event types ------------------------------------------------------------------
 
-    def _dns(self, event: dict[str, Any], ts: float, batch: Batch) -> None:
+    def _dns(self, event: dict[str, Any], ts: Stamp, batch: Batch) -> None:
         dns = event["dns"]
         kind = dns.get("type")
         if kind == "query" or kind == "request":
@@ -102,7 +102,7 @@ class SuricataParser(Stateless):
             if address:
                 batch.see("ip", address, client, ts)
 
-    def _alert(self, event: dict[str, Any], ts: float, batch: Batch) -> None:
+    def _alert(self, event: dict[str, Any], ts: Stamp, batch: Batch) -> None:
         alert = event["alert"]
         src, dest = event.get("src_ip"), event.get("dest_ip")
         client, remote = (src, dest) if _is_local(src) or not _is_local(dest) else (dest, src)
@@ -129,7 +129,7 @@ class SuricataParser(Stateless):
             )
         )
 
-    def _http(self, event: dict[str, Any], ts: float, batch: Batch) -> None:
+    def _http(self, event: dict[str, Any], ts: Stamp, batch: Batch) -> None:
         http = event["http"]
         host = text_field(http.get("hostname"))
         if not host:
@@ -142,12 +142,12 @@ class SuricataParser(Stateless):
             netloc = host if port in (80, None) else f"{host}:{port}"
             batch.see("url", f"http://{netloc}{path}", client, ts)
 
-    def _tls(self, event: dict[str, Any], ts: float, batch: Batch) -> None:
+    def _tls(self, event: dict[str, Any], ts: Stamp, batch: Batch) -> None:
         sni = text_field(event["tls"].get("sni"))
         if sni:
             batch.see("domain", sni, event.get("src_ip") or "", ts)
 
-    def _fileinfo(self, event: dict[str, Any], ts: float, batch: Batch) -> None:
+    def _fileinfo(self, event: dict[str, Any], ts: Stamp, batch: Batch) -> None:
         info = event["fileinfo"]
         src, dest = event.get("src_ip"), event.get("dest_ip")
         client = src if _is_local(src) and not _is_local(dest) else dest
@@ -155,7 +155,7 @@ class SuricataParser(Stateless):
         if digest:
             batch.see("file", digest, client or "", ts)
 
-    def _flow(self, event: dict[str, Any], ts: float, batch: Batch) -> None:
+    def _flow(self, event: dict[str, Any], ts: Stamp, batch: Batch) -> None:
         if self.flows:
             dest = text_field(event.get("dest_ip"))
             if dest:

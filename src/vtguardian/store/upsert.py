@@ -8,6 +8,7 @@ one MariaDB cannot lose increments.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table, func
@@ -33,7 +34,7 @@ def upsert(
     if not rows:
         return
     keys = list(keys)
-    ordered = sorted(rows, key=lambda row: tuple(row[k] for k in keys))
+    ordered = sorted(rows, key=itemgetter(*keys))
     if connection.dialect.name == "sqlite":
         stmt = sqlite_insert(table)
         new = stmt.excluded
@@ -78,18 +79,22 @@ def _execute_many(
     sqlite = connection.dialect.name == "sqlite"
     dates = {name for name in order if sqlite and isinstance(table.c[name].type, DateTime)}
     if compiled.positional:
-        params: list[Any] = [
-            tuple(
-                row[name].isoformat(" ", "microseconds")
-                if name in dates and row[name]
-                else row[name]
-                for name in order
-            )
-            for row in rows
-        ]
+        values = itemgetter(*order)
+        params: list[Any] = [values(row) for row in rows]
+        if len(order) == 1:
+            params = [(value,) for value in params]
+        for index in [i for i, name in enumerate(order) if name in dates]:
+            params = [_with_text_date(row, index) for row in params]
     else:
         params = [dict(row) for row in rows]
     connection.exec_driver_sql(str(compiled), params)
+
+
+def _with_text_date(row: tuple[Any, ...], index: int) -> tuple[Any, ...]:
+    value = row[index]
+    if not value:
+        return row
+    return (*row[:index], value.isoformat(" ", "microseconds"), *row[index + 1 :])
 
 
 def _updates(
