@@ -526,7 +526,7 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
-block_app = typer.Typer(help="Blocking at Pi-hole: sync and list.", no_args_is_help=True)
+block_app = typer.Typer(help="Blocking at Pi-hole and the firewall.", no_args_is_help=True)
 app.add_typer(block_app, name="block")
 
 
@@ -556,6 +556,30 @@ def block_sync(
         err.print(
             f"circuit breaker: {len(result.held)} more malicious domains held back for review "
             f"(pihole.max_new_blocks_per_hour): {', '.join(result.held[:10])}"
+        )
+
+
+@block_app.command("firewall")
+def block_firewall(
+    ctx: typer.Context,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write the script and let `nft -c` check it only.")
+    ] = False,
+) -> None:
+    """Load malicious addresses into the nftables sets vtguardian_block4/6 (`nft -f`)."""
+    from vtguardian.actions.nftables import apply_nftables
+
+    settings = _state(ctx).settings
+    result = apply_nftables(_open_store(ctx), settings, check_only=check)
+    state = "loaded" if result.applied else "checked, not loaded"
+    out.print(
+        f"{len(result.blocked)} addresses in {settings.nftables.script} ({state}); "
+        f"+{len(result.added)} -{len(result.removed)}"
+    )
+    if result.held:
+        err.print(
+            f"circuit breaker: {len(result.held)} more addresses held back for review "
+            f"(nftables.max_new_blocks_per_hour): {', '.join(result.held[:10])}"
         )
 
 
@@ -797,6 +821,24 @@ def ingest(
         f"{t.skipped_private} private/local skipped, {t.invalid} invalid values, "
         f"{t.errors} bad lines recorded"
     )
+
+
+@app.command("run")
+def run_command(ctx: typer.Context) -> None:
+    """The service: follow [[ingest.sources]], look up the queue within the quota, apply
+    blocking (run.pihole_blocking, run.nftables) and serve the page, API and feeds.
+
+    SIGTERM or Ctrl-C stores what was read, with its offsets, and exits; a restart
+    resumes exactly where it stopped.
+    """
+    from vtguardian.daemon import run_daemon
+
+    settings = _state(ctx).settings
+    report = run_daemon(settings, _open_store(ctx), lambda line: err.print(line))
+    t = report.ingested
+    err.print(f"stopped: {t.lines} lines read, {t.iocs} IoCs, {report.lookups} VirusTotal requests")
+    if report.problems:
+        raise UserError("; ".join(report.problems))
 
 
 @app.command("demo")

@@ -206,6 +206,28 @@ class PiholeSettings(_Section):
     dry_run: bool = False
 
 
+class NftablesSettings(_Section):
+    # The script vtguardian writes and loads with `nft -f`; it replaces only its own table.
+    script: Path = Path("/var/lib/vtguardian/vtguardian.nft")
+    table: str = Field(default="vtguardian", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+    nft_command: str = "nft"
+    block_days: PositiveFloat = 7.0
+    max_new_blocks_per_hour: PositiveInt = 50
+    dry_run: bool = False
+
+
+class RunSettings(_Section):
+    """What ``vtguardian run`` starts besides the followers of ``[[ingest.sources]]``."""
+
+    web: bool = True
+    lookups: bool = True
+    # Writing to Pi-hole's gravity.db is off until you turn it on (try
+    # `vtguardian block sync --dry-run` first); pihole.dry_run still applies.
+    pihole_blocking: bool = False
+    nftables: bool = False
+    actions_every_seconds: PositiveFloat = 60.0
+
+
 class _VtApiKeySource(PydanticBaseSettingsSource):
     """Reads ``VT_API_KEY`` so the key set for other VirusTotal tools just works."""
 
@@ -240,6 +262,8 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     pihole: PiholeSettings = Field(default_factory=PiholeSettings)
     otx: OtxSettings = Field(default_factory=OtxSettings)
+    nftables: NftablesSettings = Field(default_factory=NftablesSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
     # Providers asked in order; the first confident answer decides and ends the flow.
     flow: list[FlowStep] = Field(default_factory=_default_flow)
 

@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Engine, select
 
+from vtguardian.actions import ledger
 from vtguardian.actions.feeds import blocklist
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier
-from vtguardian.store.engine import run_in_transaction
-from vtguardian.store.entities import find_ioc_ids
-from vtguardian.store.schema import actions, iocs, verdicts
+from vtguardian.store.schema import iocs, verdicts
 
 TARGET = "pihole"
 TAG = "vtguardian:"
@@ -61,18 +60,9 @@ def sync_gravity(
     result = SyncResult(dry_run=config.dry_run)
     malicious = set(blocklist(engine, Classifier.from_settings(settings)).domains)
     with engine.connect() as connection:
-        active = _active_blocks(connection)
-        lapsed = _lapsed_unconfirmed(connection, now)
-        recent = connection.execute(
-            select(func.count())
-            .select_from(actions)
-            .where(
-                actions.c.target == TARGET,
-                actions.c.action == "block",
-                actions.c.dry_run.is_(False),
-                actions.c.created_at > now - timedelta(hours=1),
-            )
-        ).scalar_one()
+        active = ledger.active_blocks(connection, TARGET)
+        lapsed = ledger.lapsed_unconfirmed(connection, TARGET, now)
+        recent = ledger.blocks_in_last_hour(connection, TARGET, now)
     gravity = _gravity(config.gravity_db)
     try:
         rows = gravity.execute(
@@ -108,7 +98,16 @@ def sync_gravity(
                     )
     finally:
         gravity.close()
-    _record(engine, result, now, timedelta(days=config.block_days))
+    ledger.record_changes(
+        engine,
+        TARGET,
+        "domain",
+        result.added,
+        result.removed,
+        result.dry_run,
+        now,
+        timedelta(days=config.block_days),
+    )
     if reload and not config.dry_run and (result.added or result.removed) and config.reload_command:
         completed = subprocess.run(
             shlex.split(config.reload_command), capture_output=True, timeout=120
@@ -130,85 +129,3 @@ def _details(engine: Engine, domains: list[str]) -> dict[str, str]:
         for value, malicious, total, ratio in rows
         if malicious is not None and total and ratio is not None
     }
-
-
-def _active_blocks(connection: Connection) -> dict[str, datetime | None]:
-    """Domains with an active (non dry-run) Pi-hole block, and when each expires."""
-    rows = connection.execute(
-        select(iocs.c.value, actions.c.expires_at)
-        .join(iocs, iocs.c.id == actions.c.ioc_id)
-        .where(
-            actions.c.target == TARGET,
-            actions.c.action == "block",
-            actions.c.active.is_(True),
-            actions.c.dry_run.is_(False),
-        )
-    ).all()
-    return dict(rows)
-
-
-def _lapsed_unconfirmed(connection: Connection, now: datetime) -> set[str]:
-    """Domains whose last block expired with no re-check of the verdict since it was made."""
-    last_block = (
-        select(actions.c.ioc_id, func.max(actions.c.created_at).label("blocked_at"))
-        .where(
-            actions.c.target == TARGET,
-            actions.c.action == "block",
-            actions.c.dry_run.is_(False),
-            actions.c.expires_at <= now,
-        )
-        .group_by(actions.c.ioc_id)
-        .subquery()
-    )
-    rows = connection.execute(
-        select(iocs.c.value)
-        .join(last_block, last_block.c.ioc_id == iocs.c.id)
-        .join(verdicts, verdicts.c.ioc_id == iocs.c.id)
-        .where(verdicts.c.checked_at <= last_block.c.blocked_at)
-    ).scalars()
-    return set(rows)
-
-
-def _record(engine: Engine, result: SyncResult, now: datetime, lifetime: timedelta) -> None:
-    if not (result.added or result.removed):
-        return
-
-    def work(connection: Connection) -> None:
-        ids = find_ioc_ids(connection, [("domain", d) for d in result.added + result.removed])
-        for domain in result.removed:
-            ioc_id = ids[("domain", domain)]
-            connection.execute(
-                update(actions)
-                .where(
-                    actions.c.ioc_id == ioc_id,
-                    actions.c.target == TARGET,
-                    actions.c.active.is_(True),
-                )
-                .values(active=False)
-            )
-            connection.execute(
-                insert(actions).values(
-                    ioc_id=ioc_id,
-                    target=TARGET,
-                    action="unblock",
-                    created_at=now,
-                    active=False,
-                    reason="verdict cleared or block expired",
-                    dry_run=result.dry_run,
-                )
-            )
-        for domain in result.added:
-            connection.execute(
-                insert(actions).values(
-                    ioc_id=ids[("domain", domain)],
-                    target=TARGET,
-                    action="block",
-                    created_at=now,
-                    expires_at=now + lifetime,
-                    active=not result.dry_run,
-                    reason="malicious verdict",
-                    dry_run=result.dry_run,
-                )
-            )
-
-    run_in_transaction(engine, work)

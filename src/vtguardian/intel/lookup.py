@@ -9,6 +9,7 @@ again and an unanswered one is never lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -241,12 +242,23 @@ class LookupService:
         max_requests: int | None = None,
         on_progress: Callable[[WorkerReport, int], None] | None = None,
         idle_seconds: float = 2.0,
+        stop: asyncio.Event | None = None,
     ) -> WorkerReport:
-        """Drain the queue; with ``once``, stop when it is empty. Raises KeyRejected."""
+        """Drain the queue; with ``once``, stop when it is empty, and in any case soon
+        after ``stop`` is set (between requests, never halfway). Raises KeyRejected."""
         report = WorkerReport()
         lease = self.settings.queue.lease_seconds
+        stop = stop or asyncio.Event()
+
+        async def pause(seconds: float) -> None:
+            if self._sleep is not asyncio.sleep:  # a test's clock
+                await self._sleep(seconds)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+
         async with self.client() as client:
-            while max_requests is None or report.requests < max_requests:
+            while not stop.is_set() and (max_requests is None or report.requests < max_requests):
                 claims = queue.claim(self.engine, self.worker, 1, lease)
                 if not claims and run_in_transaction(self.engine, queue.requeue_stale):
                     continue
@@ -256,7 +268,7 @@ class LookupService:
                         ready_in = queue.seconds_until_ready(connection)
                     if ready_in is None and once:
                         break
-                    await self._sleep(min(idle_seconds, ready_in or idle_seconds) or 0.05)
+                    await pause(min(idle_seconds, ready_in or idle_seconds) or 0.05)
                     continue
                 item = claims[0]
                 before = await self._before_virustotal(item.ioc_id, item.kind, item.value)
@@ -266,7 +278,7 @@ class LookupService:
                 wait = self.quota.try_reserve()
                 if wait > 0:
                     queue.release(self.engine, item.ioc_id, self.worker)
-                    await self._sleep(min(wait, 5.0))
+                    await pause(min(wait, 5.0))
                     continue
                 report.requests += 1
                 await self._process(client, item, report, before)

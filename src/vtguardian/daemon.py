@@ -1,0 +1,173 @@
+"""``vtguardian run``: followers, lookup worker, actions and the web app in one process.
+
+One asyncio loop owns the lifecycle. The followers are blocking readers, so each
+runs in a thread and is stopped through a ``threading.Event``; on the way out
+they take in what was written since their last poll and commit it with its
+offset, so a restart resumes exactly. The worker stops between two requests,
+never halfway through one. SIGTERM and SIGINT both mean "finish and go".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from vtguardian.config import Settings
+from vtguardian.errors import UserError
+from vtguardian.iocs import Classifier
+from vtguardian.sources.batch import Totals
+from vtguardian.sources.ingest import ingest_configured
+
+log = logging.getLogger("vtguardian.run")
+
+
+@dataclass
+class DaemonReport:
+    ingested: Totals = field(default_factory=Totals)
+    lookups: int = 0
+    action_rounds: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, engine: Engine, say: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.say = say
+        self.stop = asyncio.Event()
+        self.follow_stop = threading.Event()
+        self.report = DaemonReport()
+
+    def request_stop(self) -> None:
+        self.follow_stop.set()
+        self.stop.set()
+
+    async def run(self) -> DaemonReport:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.request_stop)
+        tasks = [asyncio.create_task(self._guard(name, job)) for name, job in self._jobs()]
+        if not tasks:
+            raise UserError(
+                "nothing to run: list [[ingest.sources]], or enable run.web or run.lookups"
+            )
+        await self.stop.wait()
+        self.follow_stop.set()
+        await asyncio.gather(*tasks)
+        return self.report
+
+    def _jobs(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        run = self.settings.run
+        jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if self.settings.ingest.sources:
+            jobs.append(("followers", self._follow))
+        if run.lookups:
+            if self.settings.virustotal.api_key is None:
+                self.say("no VirusTotal key (VT_API_KEY): lookups are off, IoCs stay queued")
+            else:
+                jobs.append(("lookups", self._lookups))
+        if run.pihole_blocking or run.nftables:
+            jobs.append(("actions", self._actions))
+        if run.web:
+            jobs.append(("web", self._web))
+        return jobs
+
+    async def _guard(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        """A part that fails stops the whole daemon with its reason: systemd restarts
+        it, and a half-working daemon that looks healthy is worse than a restart."""
+        try:
+            await job()
+        except Exception as exc:  # reported, then everything stops cleanly
+            reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            self.report.problems.append(f"{name}: {reason}")
+            log.debug("%s failed", name, exc_info=True)
+            self.request_stop()
+
+    async def _follow(self) -> None:
+        ingest = self.settings.ingest
+        totals = await asyncio.to_thread(
+            ingest_configured,
+            self.engine,
+            Classifier.from_settings(self.settings),
+            list(ingest.sources),
+            follow=True,
+            stop=self.follow_stop,
+            batch_lines=ingest.batch_lines,
+            poll_seconds=ingest.poll_seconds,
+        )
+        self.report.ingested = totals
+
+    async def _lookups(self) -> None:
+        from vtguardian.intel.lookup import LookupService
+
+        service = LookupService(self.settings, self.engine)
+        result = await service.run_worker(stop=self.stop)
+        self.report.lookups = result.requests
+
+    async def _actions(self) -> None:
+        while not self.stop.is_set():
+            await asyncio.to_thread(self._apply_actions)
+            self.report.action_rounds += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.settings.run.actions_every_seconds)
+
+    def _apply_actions(self) -> None:
+        if self.settings.run.pihole_blocking:
+            from vtguardian.actions.pihole import sync_gravity
+
+            result = sync_gravity(self.engine, self.settings)
+            self._said("Pi-hole", result.added, result.removed, result.held)
+        if self.settings.run.nftables:
+            from vtguardian.actions.nftables import apply_nftables
+
+            fw = apply_nftables(self.engine, self.settings)
+            self._said("nftables", fw.added, fw.removed, fw.held)
+
+    def _said(self, target: str, added: list[str], removed: list[str], held: list[str]) -> None:
+        if added or removed:
+            self.say(f"{target}: blocked {len(added)}, unblocked {len(removed)}")
+        if held:
+            self.say(f"{target}: circuit breaker held {len(held)} new blocks for review")
+
+    async def _web(self) -> None:
+        import uvicorn
+
+        from vtguardian.web.app import create_app, is_loopback
+
+        web = self.settings.web
+        public = not is_loopback(web.host)
+        if public and web.token is None:
+            raise UserError(f"refusing to serve on {web.host} without web.token")
+        app = create_app(self.settings, self.engine, public=public)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=web.host, port=web.port, log_level="warning")
+        )
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # Bound here, not by uvicorn: its bind error is a sys.exit that would leave the
+        # followers running; ours is a plain error that stops everything cleanly.
+        try:
+            listener = socket.create_server((web.host, web.port), reuse_port=False)
+        except OSError as exc:
+            raise UserError(f"cannot serve on {web.host}:{web.port}: {exc.strerror}") from None
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+        self.say(f"page and API on http://{web.host}:{web.port}/")
+        await self.stop.wait()
+        server.should_exit = True
+        await serving
+        listener.close()
+
+
+def run_daemon(settings: Settings, engine: Engine, say: Callable[[str], None]) -> DaemonReport:
+    async def main() -> DaemonReport:
+        return await Daemon(settings, engine, say).run()
+
+    return asyncio.run(main())
