@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from pathlib import Path
 from vtguardian.config import Settings
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
 
+_CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 VTGUARDIAN = [sys.executable, "-m", "vtguardian"]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -57,3 +59,22 @@ def settings_for(db_url: str, vt_url: str, **sections: dict | list) -> Settings:
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
     return Settings(**data)
+
+
+def chromium(url: str, tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert _CHROMIUM, (
+        "headless Chromium is required (Debian package 'chromium'; .ci/run installs it)"
+    )
+    return subprocess.run(
+        [_CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=15000", "--window-size=1400,2000", *args, url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def stat_value(dom: str, key: str) -> str:
+    start = dom.index(f'data-key="{key}"')
+    stat = dom.index('class="stat">', start) + len('class="stat">')
+    return dom[stat : dom.index("<", stat)].strip()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import sqlite3
+import subprocess
+import time
 
 import pytest
 
-from helpers import run_cli
+from helpers import VTGUARDIAN, chromium, run_cli, stat_value
 
 COMMANDS = [
     [],
@@ -52,19 +57,51 @@ def test_root_help_lists_commands():
         assert name in result.stdout
 
 
-def test_demo_runs_the_pipeline_offline(tmp_path):
-    result = run_cli("demo", "--dir", str(tmp_path / "demo"), timeout=300)
-    assert result.returncode == 0, result.stderr
+def test_demo_runs_the_pipeline_offline_to_the_served_page(tmp_path):
+    """The README's first command: the pipeline, a dry run on a gravity.db, the page."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VTGUARDIAN_")}
+    env.pop("VT_API_KEY", None)
+    env["COLUMNS"] = "200"
+    process = subprocess.Popen(
+        [*VTGUARDIAN, "demo", "--dir", str(tmp_path / "demo"), "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "http://127.0.0.1:" in line:
+                break
+        stdout = "".join(lines)
+        url = re.search(r"http://127\.0\.0\.1:\d+/", stdout)
+        assert url, stdout + process.stderr.read() if process.poll() is not None else stdout
+        page = chromium(url.group(0), tmp_path, "--dump-dom")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
     database = tmp_path / "demo" / "vtguardian-demo.db"
     with sqlite3.connect(database) as connection:
         values = {row[0] for row in connection.execute("SELECT value FROM iocs")}
-        verdicts = dict(
-            connection.execute(
-                "SELECT i.value, v.verdict FROM verdicts v JOIN iocs i ON i.id = v.ioc_id"
-            ).fetchall()
-        )
+        typed = connection.execute(
+            "SELECT i.type, i.value, v.verdict FROM verdicts v JOIN iocs i ON i.id = v.ioc_id"
+        ).fetchall()
+        verdicts = {value: verdict for _type, value, verdict in typed}
         queued = connection.execute("SELECT COUNT(*) FROM lookup_queue").fetchone()[0]
         alerts = connection.execute("SELECT COUNT(*) FROM ids_alerts").fetchone()[0]
+        dry_blocks = {
+            row[0]
+            for row in connection.execute(
+                "SELECT i.value FROM actions a JOIN iocs i ON i.id = a.ioc_id "
+                "WHERE a.action = 'block' AND a.dry_run"
+            )
+        }
     assert verdicts["malware-c2.example.net"] == "malicious"
     assert verdicts["phish-login.example.org"] == "malicious"
     assert verdicts["www.google.com"] == "harmless"
@@ -72,8 +109,20 @@ def test_demo_runs_the_pipeline_offline(tmp_path):
     assert alerts == 1
     for private in ("printer.local", "nas.home.arpa", "router", "wpad.lan"):
         assert private not in values
-    assert "malware-c2.example.net" in result.stdout
-    assert "requests, one per eligible IoC" in result.stdout
+    assert "malware-c2.example.net" in stdout
+    assert "requests, one per eligible IoC" in stdout
+    # Pi-hole as a dry run: recorded, but the demo gravity.db keeps only the user's entry.
+    malicious = {v for v, level in verdicts.items() if level == "malicious"}
+    domains = {v for kind, v, level in typed if level == "malicious" and kind == "domain"}
+    assert dry_blocks == domains
+    with sqlite3.connect(tmp_path / "demo" / "gravity.db") as connection:
+        denied = [row[0] for row in connection.execute("SELECT domain FROM domainlist")]
+    assert denied == ["ads.example-tracker.com"]
+    # The served page, in a real browser, shows the demo's numbers.
+    dom = page.stdout
+    assert 'data-loaded="yes"' in dom, page.stderr[-2000:]
+    assert stat_value(dom, "malicious") == str(len(malicious))
+    assert "malware-c2.example.net" in dom
 
 
 def test_dashboard_export_writes_grafana_json(tmp_path):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -13,7 +11,7 @@ import pytest
 import uvicorn
 from sqlalchemy import insert
 
-from helpers import settings_for
+from helpers import chromium, settings_for, stat_value
 from vtguardian.clock import utcnow
 from vtguardian.store import migrate
 from vtguardian.store.answers import ReportRow, record_answer
@@ -24,7 +22,6 @@ from vtguardian.store.sightings import add_sightings, hour_bucket
 from vtguardian.web.app import create_app
 
 HOSTILE = "<script>alert(1)</script>.example"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture
@@ -73,21 +70,8 @@ def page_url(tmp_path):
     engine.dispose()
 
 
-def _chromium(url: str, tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM, (
-        "headless Chromium is required (Debian package 'chromium'; .ci/run installs it)"
-    )
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium'}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=15000", "--window-size=1400,2000", *args, url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 def test_page_renders_every_panel_with_the_numbers_and_escapes_html(page_url, tmp_path):
-    result = _chromium(page_url, tmp_path, "--dump-dom")
+    result = chromium(page_url, tmp_path, "--dump-dom")
     dom = result.stdout
     assert 'data-loaded="yes"' in dom, result.stderr[-2000:]
     console_errors = [
@@ -99,20 +83,14 @@ def test_page_renders_every_panel_with_the_numbers_and_escapes_html(page_url, tm
 
     for panel in panels():
         assert f'data-key="{panel.key}"' in dom, panel.key
-    assert _stat(dom, "malicious") == "3"
-    assert _stat(dom, "iocs_observed") == "5"
+    assert stat_value(dom, "malicious") == "3"
+    assert stat_value(dom, "iocs_observed") == "5"
     assert "bad0.example.com" in dom and "fine.example.com" in dom
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.example" in dom
     assert "<script>alert(1)</script>" not in dom
 
 
-def _stat(dom: str, key: str) -> str:
-    start = dom.index(f'data-key="{key}"')
-    stat = dom.index('class="stat">', start) + len('class="stat">')
-    return dom[stat : dom.index("<", stat)].strip()
-
-
 def test_page_screenshot(page_url, tmp_path):
     target = tmp_path / "page.png"
-    result = _chromium(page_url, tmp_path, f"--screenshot={target}")
+    result = chromium(page_url, tmp_path, f"--screenshot={target}")
     assert target.exists() and target.stat().st_size > 50_000, result.stderr[-2000:]

@@ -847,9 +847,14 @@ def demo(
         Path,
         typer.Option("--dir", help="Where to write the demo logs and database."),
     ] = Path("vtguardian-demo"),
+    serve_page: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the built-in page at the end.")
+    ] = True,
+    port: Annotated[int, typer.Option("--port", help="Port for the page (0: any free).")] = 8080,
 ) -> None:
     """The whole pipeline offline, no API key needed: sample Pi-hole and Suricata logs,
-    ingest, lookups against the built-in VirusTotal emulator, verdicts."""
+    ingest, lookups against the built-in VirusTotal emulator, verdicts, Pi-hole
+    blocking as a dry run, then the built-in page."""
     from rich.progress import BarColumn, Progress, TextColumn
     from rich.table import Table
 
@@ -890,12 +895,38 @@ def demo(
     out.print(table)
     if len(result.findings) > len(shown):
         out.print(f"... and {len(result.findings) - len(shown)} more in the database.")
-    out.print(f"Database: {result.database}")
     out.print(
-        "See it on the built-in page: "
-        f"VTGUARDIAN_DATABASE__URL=sqlite:///{result.database.resolve()} "
-        ".venv/bin/vtguardian serve  (then open http://127.0.0.1:8080/)"
+        f"Pi-hole (dry run on the demo {result.gravity.name}): would block "
+        + (", ".join(result.would_block) or "nothing")
+        + "; suspicious and allowlisted domains are never blocked."
     )
+    out.print(f"Database: {result.database}")
+    if serve_page:
+        _serve_demo(result.database, port)
+
+
+def _serve_demo(database: Path, port: int) -> None:
+    """The built-in page over the demo database, until Ctrl-C."""
+    import contextlib
+    import socket
+
+    import uvicorn
+
+    from vtguardian.config import Settings
+    from vtguardian.web.app import create_app
+
+    try:
+        listener = socket.create_server(("127.0.0.1", port))
+    except OSError:
+        listener = socket.create_server(("127.0.0.1", 0))  # 8080 taken: any free port
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    settings = Settings(database={"url": f"sqlite:///{database.resolve()}"})
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="off")
+    )
+    out.print(f"The built-in page: [bold]{url}[/]  (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[listener])
 
 
 def main() -> None:

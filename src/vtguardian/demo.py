@@ -10,7 +10,9 @@ returns what a user would want to see first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 import orjson
 from sqlalchemy import Engine, text
 
+from vtguardian.actions.pihole import sync_gravity
 from vtguardian.config import Settings
 from vtguardian.intel.lookup import LookupService, WorkerReport
 from vtguardian.iocs import Classifier
@@ -55,6 +58,32 @@ SUSPICIOUS = ["one-engine-fp.example.com", "grayware.example.com"]
 EICAR_SHA256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
 
+# The tables of Pi-hole's gravity.db that blocking touches, as Pi-hole creates them
+# (its schema, trimmed to these): a new domain joins the Default group by trigger.
+DEMO_GRAVITY_SCHEMA = """
+CREATE TABLE "group" (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, enabled BOOLEAN NOT NULL DEFAULT 1,
+    name TEXT UNIQUE NOT NULL,
+    date_added INTEGER NOT NULL DEFAULT (cast(strftime('%s', 'now') as int)),
+    date_modified INTEGER NOT NULL DEFAULT (cast(strftime('%s', 'now') as int)),
+    description TEXT);
+INSERT INTO "group" (id, enabled, name, description) VALUES (0, 1, 'Default', 'The default group');
+CREATE TABLE domainlist (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, type INTEGER NOT NULL DEFAULT 0,
+    domain TEXT NOT NULL, enabled BOOLEAN NOT NULL DEFAULT 1,
+    date_added INTEGER NOT NULL DEFAULT (cast(strftime('%s', 'now') as int)),
+    date_modified INTEGER NOT NULL DEFAULT (cast(strftime('%s', 'now') as int)),
+    comment TEXT, UNIQUE(domain, type));
+CREATE TABLE domainlist_by_group (
+    domainlist_id INTEGER NOT NULL REFERENCES domainlist (id) ON DELETE CASCADE,
+    group_id INTEGER NOT NULL REFERENCES "group" (id) ON DELETE CASCADE,
+    PRIMARY KEY (domainlist_id, group_id));
+CREATE TRIGGER tr_domainlist_add AFTER INSERT ON domainlist
+    BEGIN INSERT INTO domainlist_by_group (domainlist_id, group_id) VALUES (NEW.id, 0); END;
+INSERT INTO domainlist (type, domain, comment) VALUES (1, 'ads.example-tracker.com', 'mine');
+"""
+
+
 @dataclass
 class DemoResult:
     database: Path
@@ -63,6 +92,8 @@ class DemoResult:
     verdicts: dict[str, int]
     findings: list[tuple[str, str, str, float | None, str]]
     requests_seen_by_emulator: int
+    gravity: Path
+    would_block: list[str]
 
 
 def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, Path]:
@@ -174,6 +205,15 @@ def run_demo(
             LookupService(settings, engine, classifier).run_worker(once=True, on_progress=on_lookup)
         )
         requests = len(emulator.looked_up())
+        gravity = _demo_gravity(folder)
+        blocking = settings.model_copy(
+            update={
+                "pihole": settings.pihole.model_copy(
+                    update={"gravity_db": gravity, "dry_run": True, "reload_command": ""}
+                )
+            }
+        )
+        would_block = sync_gravity(engine, blocking).added
     result = DemoResult(
         database=database,
         ingested=totals,
@@ -181,9 +221,21 @@ def run_demo(
         verdicts=_verdict_counts(engine),
         findings=_findings(engine),
         requests_seen_by_emulator=requests,
+        gravity=gravity,
+        would_block=would_block,
     )
     engine.dispose()
     return result
+
+
+def _demo_gravity(folder: Path) -> Path:
+    """A fresh Pi-hole gravity.db for the dry run (one entry of the user's own)."""
+    path = folder / "gravity.db"
+    path.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.executescript(DEMO_GRAVITY_SCHEMA)
+        connection.commit()
+    return path
 
 
 def _verdict_counts(engine: Engine) -> dict[str, int]:
