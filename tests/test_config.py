@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,12 @@ def test_allowlist_file_is_applied(tmp_path):
         "allowlisted",
         "allowlisted",
     ]
+
+
+def test_the_shipped_example_config_is_valid_and_means_what_it_says():
+    example = Path(__file__).resolve().parents[1] / "deploy" / "vtguardian.example.toml"
+    result = run_cli("--config", str(example), "config", "show", "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert [s["source"] for s in shown["ingest"]["sources"]] == ["pihole-log", "suricata"]
+    assert shown["run"]["pihole_blocking"] is False and shown["virustotal"]["per_minute"] == 4
