@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from sqlalchemy import text
 
 from helpers import SHARED_DATA, VTGUARDIAN
+from sources_helpers import stored_hits
 from vtguardian.store.engine import make_engine
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
 
@@ -128,15 +128,10 @@ actions_every_seconds = 0.5
 
 def _hits(database: Path) -> dict[str, int]:
     engine = make_engine(f"sqlite:///{database}")
-    with engine.connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT i.value, SUM(s.hits) FROM sightings s JOIN iocs i ON i.id = s.ioc_id "
-                "GROUP BY i.value"
-            )
-        ).all()
-    engine.dispose()
-    return {value: int(hits) for value, hits in rows}
+    try:
+        return {value: hits for (_kind, value), hits in stored_hits(engine).items()}
+    finally:
+        engine.dispose()
 
 
 def _denied(gravity: Path) -> set[str]:

@@ -9,6 +9,7 @@ an address blocked for ever.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -16,6 +17,25 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.schema import actions, iocs, verdicts
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """What a blocking target needs to decide: active blocks and their expiry, blocks
+    that lapsed unconfirmed, and how many blocks the last hour saw."""
+
+    active: dict[str, datetime | None]
+    lapsed: set[str]
+    recent: int
+
+
+def target_state(engine: Engine, target: str, now: datetime) -> TargetState:
+    with engine.connect() as connection:
+        return TargetState(
+            active_blocks(connection, target),
+            lapsed_unconfirmed(connection, target, now),
+            blocks_in_last_hour(connection, target, now),
+        )
 
 
 def active_blocks(connection: Connection, target: str) -> dict[str, datetime | None]:

@@ -86,10 +86,8 @@ def apply_nftables(
     config = settings.nftables
     lifetime = timedelta(days=config.block_days)
     malicious = set(blocklist(engine, Classifier.from_settings(settings)).ips)
-    with engine.connect() as connection:
-        active = ledger.active_blocks(connection, TARGET)
-        lapsed = ledger.lapsed_unconfirmed(connection, TARGET, now)
-        recent = ledger.blocks_in_last_hour(connection, TARGET, now)
+    state = ledger.target_state(engine, TARGET, now)
+    active, lapsed, recent = state.active, state.lapsed, state.recent
     live = {a: until for a, until in active.items() if until is None or until > now}
     wanted = malicious - lapsed
     new = sorted(wanted - set(live))

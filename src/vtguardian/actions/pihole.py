@@ -59,10 +59,8 @@ def sync_gravity(
     config = settings.pihole
     result = SyncResult(dry_run=config.dry_run)
     malicious = set(blocklist(engine, Classifier.from_settings(settings)).domains)
-    with engine.connect() as connection:
-        active = ledger.active_blocks(connection, TARGET)
-        lapsed = ledger.lapsed_unconfirmed(connection, TARGET, now)
-        recent = ledger.blocks_in_last_hour(connection, TARGET, now)
+    state = ledger.target_state(engine, TARGET, now)
+    active, lapsed, recent = state.active, state.lapsed, state.recent
     gravity = _gravity(config.gravity_db)
     try:
         rows = gravity.execute(
