@@ -1,7 +1,9 @@
 """What MySQL and SQLite spell differently in the panel queries.
 
 Panels say ``{now}``, ``{today}``, ``{days_ago(7)}``, ``{hours_since(col)}``,
-``{json_each(col, alias)}`` and ``{json_value(alias)}``; this writes them out
+``{json_each(col, alias)}``, ``{json_value(alias)}``, ``{full_days_from}`` and
+``{full_days_to}`` (the whole days inside the time range, for the daily rollup),
+``{client_word(col)}`` and ``{client_bit(col)}``; this writes them out
 for one engine. Grafana gets the MySQL spelling; the built-in page uses
 whichever engine vtguardian runs on. Stored times are naive UTC, and on
 SQLite they are text in ``YYYY-MM-DD HH:MM:SS.ffffff`` form, so the SQLite
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+
+from vtguardian.store.schema import CLIENT_WORD_BITS
 
 _PLACEHOLDER = re.compile(r"\{(\w+)(?:\(([^()]*)\))?\}")
 _SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f000', 'now'{shift})"
@@ -25,7 +29,16 @@ MYSQL: dict[str, Callable[..., str]] = {
         f"JSON_TABLE({col}, '$[*]' COLUMNS (value VARCHAR(255) PATH '$')) AS {alias}"
     ),
     "json_value": lambda alias: f"{alias}.value",
+    # The first midnight at or after the range start, and the midnight after the
+    # last day whose 24 hour buckets all start inside the range.
+    "full_days_from": lambda: (
+        "TIMESTAMP(DATE($__timeFrom() - INTERVAL 1 MICROSECOND) + INTERVAL 1 DAY)"
+    ),
+    "full_days_to": lambda: "TIMESTAMP(DATE($__timeTo() + INTERVAL 1 HOUR))",
+    "client_word": lambda col: f"({col} DIV {CLIENT_WORD_BITS})",
+    "client_bit": lambda col: f"(1 << ({col} MOD {CLIENT_WORD_BITS}))",
 }
+_SQLITE_DAY = "strftime('%Y-%m-%d %H:%M:%f000', {time}, {shifts})"
 SQLITE: dict[str, Callable[..., str]] = {
     "now": lambda: _SQLITE_NOW.format(shift=""),
     "today": lambda: "strftime('%Y-%m-%d 00:00:00.000000', 'now')",
@@ -33,6 +46,14 @@ SQLITE: dict[str, Callable[..., str]] = {
     "hours_since": lambda col: f"CAST((julianday('now') - julianday({col})) * 24 AS INTEGER)",
     "json_each": lambda col, alias: f"json_each({col}) AS {alias}",
     "json_value": lambda alias: f"{alias}.value",
+    "full_days_from": lambda: _SQLITE_DAY.format(
+        time="$__timeFrom()", shifts="'-0.001 seconds', 'start of day', '+1 day'"
+    ),
+    "full_days_to": lambda: _SQLITE_DAY.format(
+        time="$__timeTo()", shifts="'+1 hours', 'start of day'"
+    ),
+    "client_word": lambda col: f"({col} / {CLIENT_WORD_BITS})",
+    "client_bit": lambda col: f"(1 << ({col} % {CLIENT_WORD_BITS}))",
 }
 DIALECTS = {"mysql": MYSQL, "mariadb": MYSQL, "sqlite": SQLITE}
 

@@ -51,9 +51,24 @@ ROWS = (
     "Threat hunting",
 )
 
-SEEN_IN_RANGE = f"""
-FROM sightings s JOIN iocs i ON i.id = s.ioc_id
-WHERE $__timeFilter(s.hour) AND {TYPES}"""
+# Sightings in the time range, one row per IoC, client bit word and day or hour:
+# the whole days inside the range from the daily rollup, the hours at either end
+# from the hourly rows. Exact for any range, and a month is ~30 rows per IoC.
+SEEN_ROWS = (
+    "SELECT d.ioc_id, d.client_word AS word, d.clients_mask AS mask, d.hits, d.last_seen "
+    "FROM ioc_days d WHERE d.day >= {full_days_from} AND d.day < {full_days_to} "
+    "UNION ALL "
+    "SELECT s.ioc_id, {client_word(s.client_id)}, {client_bit(s.client_id)}, s.hits, "
+    "s.last_seen FROM sightings s WHERE $__timeFilter(s.hour) "
+    "AND (s.hour < {full_days_from} OR s.hour >= {full_days_to})"
+)
+SEEN_IDS = (
+    "SELECT d.ioc_id FROM ioc_days d "
+    "WHERE d.day >= {full_days_from} AND d.day < {full_days_to} "
+    "UNION "
+    "SELECT s.ioc_id FROM sightings s WHERE $__timeFilter(s.hour) "
+    "AND (s.hour < {full_days_from} OR s.hour >= {full_days_to})"
+)
 
 
 def panels(daily_budget: int = 500) -> list[Panel]:
@@ -64,7 +79,8 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             "IoCs observed",
             "Distinct indicators your devices contacted in the time range.",
             "stat",
-            f"SELECT COUNT(DISTINCT s.ioc_id) AS value{SEEN_IN_RANGE}",
+            f"SELECT COUNT(*) AS value FROM ({SEEN_IDS}) seen "
+            f"JOIN iocs i ON i.id = seen.ioc_id WHERE {TYPES}",
             "Overview",
             width=3,
         ),
@@ -154,13 +170,14 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             "v.ratio AS detection_ratio, "
             "CASE WHEN v.ratio >= $threshold THEN 'above' ELSE 'below' END AS threshold, "
             "v.malicious AS malicious, v.total AS engines, "
-            "COUNT(DISTINCT s.client_id) AS clients, SUM(s.hits) AS hits, "
-            "MAX(s.last_seen) AS last_seen "
-            "FROM sightings s JOIN iocs i ON i.id = s.ioc_id "
-            "LEFT JOIN verdicts v ON v.ioc_id = s.ioc_id "
-            f"WHERE $__timeFilter(s.hour) AND i.type IN ('domain', 'ip') AND {TYPES} "
-            "GROUP BY i.value, i.type, v.verdict, v.ratio, v.malicious, v.total "
-            "ORDER BY detection_ratio DESC, hits DESC LIMIT 500",
+            "agg.clients AS clients, agg.hits AS hits, agg.last_seen AS last_seen "
+            "FROM (SELECT w.ioc_id, SUM(BIT_COUNT(w.mask)) AS clients, SUM(w.hits) AS hits, "
+            "MAX(w.last_seen) AS last_seen FROM (SELECT u.ioc_id, u.word, "
+            "BIT_OR(u.mask) AS mask, SUM(u.hits) AS hits, MAX(u.last_seen) AS last_seen "
+            f"FROM ({SEEN_ROWS}) u GROUP BY u.ioc_id, u.word) w GROUP BY w.ioc_id) agg "
+            "JOIN iocs i ON i.id = agg.ioc_id LEFT JOIN verdicts v ON v.ioc_id = agg.ioc_id "
+            f"WHERE i.type IN ('domain', 'ip') AND {TYPES} "
+            "ORDER BY detection_ratio DESC, hits DESC, ioc LIMIT 500",
             "Domain & IP reputation",
             width=16,
             height=10,
@@ -261,11 +278,14 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             "Pi-hole queries: allowed, blocked, malicious",
             "DNS queries per interval from Pi-hole/dnsmasq, and those to malicious indicators.",
             "timeseries",
-            "SELECT $__timeGroupAlias(s.hour, $__interval), "
-            "SUM(s.hits - s.blocked) AS allowed, SUM(s.blocked) AS blocked, "
-            "SUM(CASE WHEN v.verdict = 'malicious' THEN s.hits ELSE 0 END) AS malicious "
-            "FROM sightings s LEFT JOIN verdicts v ON v.ioc_id = s.ioc_id "
-            "WHERE $__timeFilter(s.hour) AND s.source IN ('pihole', 'dnsmasq') "
+            "SELECT $__timeGroupAlias(t.hour, $__interval), SUM(t.allowed) AS allowed, "
+            "SUM(t.blocked) AS blocked, SUM(t.malicious) AS malicious FROM ("
+            "SELECT h.hour AS hour, h.hits - h.blocked AS allowed, h.blocked AS blocked, "
+            "0 AS malicious FROM source_hours h "
+            "WHERE $__timeFilter(h.hour) AND h.source IN ('pihole', 'dnsmasq') "
+            "UNION ALL SELECT s.hour, 0, 0, s.hits FROM verdicts v "
+            "JOIN sightings s ON s.ioc_id = v.ioc_id WHERE v.verdict = 'malicious' "
+            "AND $__timeFilter(s.hour) AND s.source IN ('pihole', 'dnsmasq')) t "
             "GROUP BY 1 ORDER BY 1",
             "Correlation",
             format="time_series",

@@ -74,6 +74,9 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
+        # MySQL's bit functions, which the dashboard queries use on the client bit sets.
+        dbapi_connection.create_function("bit_count", 1, _bit_count, deterministic=True)
+        dbapi_connection.create_aggregate("bit_or", 1, _BitOr)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -81,6 +84,22 @@ def _sqlite_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _bit_count(value: int | None) -> int | None:
+    return None if value is None else (value & (2**64 - 1)).bit_count()
+
+
+class _BitOr:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def step(self, value: int | None) -> None:
+        if value is not None:
+            self.value |= value
+
+    def finalize(self) -> int:
+        return self.value
 
 
 def check_connection(engine: Engine) -> None:

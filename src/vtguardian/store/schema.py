@@ -91,6 +91,38 @@ sightings = Table(
     Index(None, "client_id", "hour"),
 )
 
+# Rollups of sightings, written in the same transaction as the hourly rows, so a
+# dashboard over weeks reads one row per IoC and day instead of one per client and
+# hour. Clients are kept exactly as bit sets: client ``id`` is bit ``id % 63`` of
+# the row whose ``client_word`` is ``id // 63`` (63 bits: every value fits a
+# signed BIGINT on both engines); a household has one word per IoC and day.
+CLIENT_WORD_BITS = 63
+ioc_days = Table(
+    "ioc_days",
+    metadata,
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("day", Timestamp, nullable=False),
+    Column("client_word", Integer, nullable=False),
+    Column("clients_mask", BigInteger, nullable=False),
+    Column("hits", BigInteger, nullable=False, default=0),
+    Column("blocked", BigInteger, nullable=False, default=0),
+    Column("last_seen", Timestamp, nullable=False),
+    PrimaryKeyConstraint("ioc_id", "source", "day", "client_word"),
+    Index(None, "day", "source"),
+)
+
+# Queries and blocks per source and hour: the Pi-hole load panels.
+source_hours = Table(
+    "source_hours",
+    metadata,
+    Column("hour", Timestamp, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("hits", BigInteger, nullable=False, default=0),
+    Column("blocked", BigInteger, nullable=False, default=0),
+    PrimaryKeyConstraint("hour", "source"),
+)
+
 reports = Table(
     "reports",
     metadata,

@@ -24,9 +24,10 @@ def upsert(
     increment: Iterable[str] = (),
     replace: Iterable[str] = (),
     greatest: Iterable[str] = (),
+    bit_or: Iterable[str] = (),
 ) -> None:
     """Insert ``rows``; on a key clash add ``increment`` columns, overwrite ``replace``
-    columns and keep the larger value of ``greatest`` columns.
+    columns, keep the larger value of ``greatest`` columns and OR ``bit_or`` ones.
 
     Rows are written in key order: two writers touching the same keys then lock
     them in the same order, which is what keeps InnoDB from deadlocking.
@@ -38,7 +39,7 @@ def upsert(
     if connection.dialect.name == "sqlite":
         stmt = sqlite_insert(table)
         new = stmt.excluded
-        updates = _updates(table, new, increment, replace, greatest, sqlite=True)
+        updates = _updates(table, new, increment, replace, greatest, bit_or, sqlite=True)
         stmt = (
             stmt.on_conflict_do_update(index_elements=keys, set_=updates)
             if updates
@@ -47,7 +48,7 @@ def upsert(
     else:
         stmt = mysql_insert(table)
         new = stmt.inserted
-        updates = _updates(table, new, increment, replace, greatest, sqlite=False)
+        updates = _updates(table, new, increment, replace, greatest, bit_or, sqlite=False)
         if not updates:  # MySQL has no DO NOTHING: a self-assignment is the idiom.
             first = keys[0]
             updates = {first: table.c[first]}
@@ -103,6 +104,7 @@ def _updates(
     increment: Iterable[str],
     replace: Iterable[str],
     greatest: Iterable[str],
+    bit_or: Iterable[str],
     sqlite: bool,
 ) -> dict[str, Any]:
     updates: dict[str, Any] = {}
@@ -114,4 +116,6 @@ def _updates(
         # SQLite's two-argument max() is its scalar GREATEST.
         fn = func.max if sqlite else func.greatest
         updates[name] = fn(table.c[name], new[name])
+    for name in bit_or:
+        updates[name] = table.c[name].op("|")(new[name])
     return updates
