@@ -12,9 +12,15 @@ from sqlalchemy import text
 from helpers import SHARED_DATA, settings_for
 from vtguardian.actions.pihole import sync_gravity
 from vtguardian.clock import utcnow
+from vtguardian.errors import UserError
 from vtguardian.store.answers import ReportRow, record_answer
 from vtguardian.store.engine import write_transaction
 from vtguardian.store.entities import ensure_iocs
+from vtguardian.testing.pihole_api_emulator import (
+    PIHOLE_PASSWORD,
+    PiholeApiEmulator,
+    PiholeApiServer,
+)
 
 
 def _verdict(engine, domain, level, when):
@@ -138,3 +144,54 @@ def test_dry_run_touches_nothing_but_records(engine, db_url, gravity, tmp_path):
     assert _deny(gravity) == before and not marker.exists()
     with engine.connect() as connection:
         assert connection.execute(text("SELECT dry_run FROM actions")).scalar() in (1, True)
+
+
+@pytest.fixture
+def pihole_api():
+    emulator = PiholeApiEmulator()
+    with PiholeApiServer(emulator) as server:
+        yield server
+
+
+def test_pihole_v6_rest_api_target(engine, db_url, tmp_path, pihole_api):
+    """The same sync through /api/auth and /api/domains/deny/exact, seat freed after."""
+    emulator = pihole_api.emulator
+    emulator.denied["mine.example.net"] = {"domain": "mine.example.net", "comment": "kids"}
+    now = utcnow()
+    for domain, level in [
+        ("c2.example.net", "malicious"),
+        ("mine.example.net", "malicious"),
+        ("gray.example.com", "suspicious"),
+    ]:
+        _verdict(engine, domain, level, now)
+    settings, marker = _settings(
+        db_url,
+        tmp_path / "absent-gravity.db",
+        tmp_path,
+        api_url=pihole_api.url,
+        api_password=PIHOLE_PASSWORD,
+    )
+    result = sync_gravity(engine, settings, now)
+    assert result.added == ["c2.example.net"]
+    entry = emulator.denied["c2.example.net"]
+    assert entry["groups"] == [0] and entry["enabled"] is True
+    assert entry["comment"].startswith("vtguardian: malicious 14/86 (16.3%), added ")
+    assert emulator.denied["mine.example.net"]["comment"] == "kids"
+    assert emulator.sessions == set()  # logged out again
+    assert not marker.exists()  # the API applies changes itself: no reload command
+    _verdict(engine, "c2.example.net", "harmless", now + timedelta(hours=1))
+    assert sync_gravity(engine, settings, now + timedelta(hours=1)).removed == ["c2.example.net"]
+    assert set(emulator.denied) == {"mine.example.net"}
+
+
+def test_pihole_api_wrong_password_is_one_clear_error(engine, db_url, tmp_path, pihole_api):
+    settings, _marker = _settings(
+        db_url, tmp_path / "x.db", tmp_path, api_url=pihole_api.url, api_password="wrong"
+    )
+    with pytest.raises(UserError, match="refused the login: password incorrect"):
+        sync_gravity(engine, settings)
+    dead, _marker = _settings(
+        db_url, tmp_path / "x.db", tmp_path, api_url="http://127.0.0.1:9", api_password="x"
+    )
+    with pytest.raises(UserError, match="cannot reach the Pi-hole API"):
+        sync_gravity(engine, dead)

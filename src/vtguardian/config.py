@@ -198,6 +198,9 @@ class WebSettings(_Section):
 
 class PiholeSettings(_Section):
     gravity_db: Path = Path("/etc/pihole/gravity.db")
+    # Pi-hole v6's REST API instead of gravity.db, e.g. "http://pi.hole" (an app password).
+    api_url: str | None = None
+    api_password: SecretStr | None = None
     # Pi-hole v6; on v5 use "pihole restartdns reload-lists". Empty: do not reload.
     reload_command: str = "pihole reloadlists"
     block_days: PositiveFloat = 30.0
@@ -338,7 +341,12 @@ def mask_secret(value: str | None) -> str | None:
     return "********"
 
 
-SECRETS = (("virustotal", "api_key"), ("otx", "api_key"), ("web", "token"))
+SECRETS = (
+    ("virustotal", "api_key"),
+    ("otx", "api_key"),
+    ("web", "token"),
+    ("pihole", "api_password"),
+)
 
 
 def settings_for_display(settings: Settings) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Blocking at Pi-hole: exact deny entries in ``gravity.db`` for malicious domains.
+"""Blocking at Pi-hole: exact deny entries for malicious domains, written to
+``gravity.db`` or through Pi-hole v6's REST API (see :mod:`.denylists`).
 
 Only ``malicious`` verdicts are blocked (suspicious ones, which include popular
 domains held for review, never are), nothing allowlisted, and never a domain
@@ -13,25 +14,22 @@ is recorded in ``actions`` with its reason and expiry.
 from __future__ import annotations
 
 import shlex
-import sqlite3
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine, select
 
 from vtguardian.actions import ledger
+from vtguardian.actions.denylists import open_deny_list
 from vtguardian.actions.feeds import blocklist
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
-from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier
 from vtguardian.store.schema import iocs, verdicts
 
 TARGET = "pihole"
 TAG = "vtguardian:"
-DENY_EXACT = 1
 
 
 @dataclass
@@ -41,14 +39,6 @@ class SyncResult:
     held: list[str] = field(default_factory=list)  # over the circuit breaker's limit
     dry_run: bool = False
     reloaded: bool = False
-
-
-def _gravity(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise InvalidInput(f"Pi-hole database {path} does not exist (pihole.gravity_db)")
-    connection = sqlite3.connect(path, timeout=30)
-    connection.execute("PRAGMA foreign_keys = ON")
-    return connection
 
 
 def sync_gravity(
@@ -61,41 +51,28 @@ def sync_gravity(
     malicious = set(blocklist(engine, Classifier.from_settings(settings)).domains)
     state = ledger.target_state(engine, TARGET, now)
     active, lapsed, recent = state.active, state.lapsed, state.recent
-    gravity = _gravity(config.gravity_db)
+    target = open_deny_list(config)
     try:
-        rows = gravity.execute(
-            "SELECT domain, comment FROM domainlist WHERE type = ?", (DENY_EXACT,)
-        )
         ours, theirs = set(), set()
-        for domain, comment in rows:
+        for domain, comment in target.entries().items():
             (ours if (comment or "").startswith(TAG) else theirs).add(domain)
         expired = {d for d, until in active.items() if until is not None and until <= now}
         wanted = (malicious - lapsed - expired) - theirs
-        to_remove = sorted(ours - wanted)
         to_add = sorted(wanted - ours)
         room = max(0, config.max_new_blocks_per_hour - recent)
         result.added, result.held = to_add[:room], to_add[room:]
-        result.removed = to_remove
+        result.removed = sorted(ours - wanted)
         if not config.dry_run:
-            with gravity:
-                details = _details(engine, result.added)
-                for domain in result.added:
-                    gravity.execute(
-                        "INSERT INTO domainlist (type, domain, enabled, comment) "
-                        "VALUES (?, ?, 1, ?)",
-                        (
-                            DENY_EXACT,
-                            domain,
-                            f"{TAG} malicious{details.get(domain, '')}, added {now:%Y-%m-%d}",
-                        ),
-                    )
-                for domain in result.removed:
-                    gravity.execute(
-                        "DELETE FROM domainlist WHERE type = ? AND domain = ? AND comment LIKE ?",
-                        (DENY_EXACT, domain, f"{TAG}%"),
-                    )
+            details = _details(engine, result.added)
+            target.apply(
+                {
+                    d: f"{TAG} malicious{details.get(d, '')}, added {now:%Y-%m-%d}"
+                    for d in result.added
+                },
+                result.removed,
+            )
     finally:
-        gravity.close()
+        target.close()
     ledger.record_changes(
         engine,
         TARGET,
@@ -106,7 +83,8 @@ def sync_gravity(
         now,
         timedelta(days=config.block_days),
     )
-    if reload and not config.dry_run and (result.added or result.removed) and config.reload_command:
+    changed = result.added or result.removed
+    if reload and not config.dry_run and changed and config.reload_command and not config.api_url:
         completed = subprocess.run(
             shlex.split(config.reload_command), capture_output=True, timeout=120
         )
