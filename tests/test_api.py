@@ -151,3 +151,12 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path):
     env = {"VTGUARDIAN_DATABASE__URL": f"sqlite:///{tmp_path / 'x.db'}"}
     result = run_cli("serve", "--host", "0.0.0.0", env=env, timeout=60)
     assert result.returncode == 2 and "web.token" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["\x00", "x' OR '1'='1", "a\\", "192.168.1.10' --"])
+def test_unknown_client_filters_match_nothing_and_never_fail(client, value):
+    """Found by schemathesis: a NUL in ?client= once reached SQLite's parser."""
+    response = client.get("/api/v1/panels", params={"client": value})
+    assert response.status_code == 200
+    panel = next(p for p in response.json()["panels"] if p["key"] == "exposed_clients")
+    assert panel["results"][0]["rows"] == []

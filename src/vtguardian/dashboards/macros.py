@@ -35,8 +35,11 @@ def interval_seconds(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+def quote(value: str, dialect: str = "mysql") -> str:
+    """A string literal; MySQL also treats backslashes as escapes, SQLite does not."""
+    if dialect != "sqlite":
+        value = value.replace("\\", "\\\\")
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _sqlite_time(seconds: int) -> str:
@@ -94,7 +97,7 @@ def expand(
         value = variables[name]
         if isinstance(value, str):
             return value
-        return ",".join(quote(v) for v in value) if value else "NULL"
+        return ",".join(quote(v, dialect) for v in value) if value else "NULL"
 
     return _VARIABLE.sub(variable, sql)
 

@@ -108,11 +108,10 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
         end = int(time.time()) + 60
         window = TimeRange(end - seconds, end, _interval(seconds))
         chosen_types = [t for t in (ioc_type or TYPES) if t in TYPES]
-        if client:
-            chosen_clients = client
-        else:
-            with engine.connect() as connection:
-                chosen_clients = list(connection.execute(select(clients.c.ip)).scalars())
+        with engine.connect() as connection:
+            known = list(connection.execute(select(clients.c.ip)).scalars())
+        # Only clients the database knows reach the SQL: anything else matches nothing.
+        chosen_clients = [c for c in client if c in set(known)] if client else known
         variables = {
             "threshold": repr(float(threshold)),
             "ioc_type": chosen_types,
