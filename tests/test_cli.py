@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import VTGUARDIAN, chromium, run_cli, stat_value
+from helpers import SHARED_DATA, VTGUARDIAN, chromium, run_cli, stat_value
 
 COMMANDS = [
     [],
@@ -40,6 +41,10 @@ COMMANDS = [
     ["block"],
     ["block", "sync"],
     ["block", "list"],
+    ["block", "add"],
+    ["block", "remove"],
+    ["block", "firewall"],
+    ["run"],
 ]
 
 
@@ -133,3 +138,30 @@ def test_dashboard_export_writes_grafana_json(tmp_path):
 
     model = json.loads(target.read_text())
     assert model["uid"] == "vtguardian-virus-total" and len(model["panels"]) > 20
+
+
+def test_block_add_and_remove_from_the_command_line(tmp_path):
+    gravity = tmp_path / "gravity.db"
+    shutil.copy(SHARED_DATA / "pihole" / "ftl-test-gravity.db", gravity)
+    env = {
+        "VTGUARDIAN_DATABASE__URL": f"sqlite:///{tmp_path / 'v.db'}",
+        "VTGUARDIAN_PIHOLE__GRAVITY_DB": str(gravity),
+        "VTGUARDIAN_PIHOLE__RELOAD_COMMAND": "",
+    }
+    added = run_cli("block", "add", "tracker.example.com", env=env)
+    assert added.returncode == 0, added.stderr
+    assert "blocked by you: tracker.example.com" in added.stdout
+
+    def denied() -> set[str]:
+        with sqlite3.connect(gravity) as connection:
+            rows = connection.execute("SELECT domain FROM domainlist WHERE type = 1")
+            return {row[0] for row in rows}
+
+    assert "tracker.example.com" in denied()
+    listed = run_cli("block", "list", env=env)
+    assert "tracker.example.com" in listed.stdout and "manual" in listed.stdout
+    removed = run_cli("block", "remove", "tracker.example.com", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert "tracker.example.com" not in denied()
+    refused = run_cli("block", "add", "printer.local", env=env)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from helpers import SHARED_DATA, settings_for
-from vtguardian.actions.pihole import sync_gravity
+from vtguardian.actions.pihole import record_manual, sync_gravity
 from vtguardian.clock import utcnow
-from vtguardian.errors import UserError
+from vtguardian.errors import InvalidInput, UserError
 from vtguardian.store.answers import ReportRow, record_answer
 from vtguardian.store.engine import write_transaction
 from vtguardian.store.entities import ensure_iocs
@@ -64,7 +64,7 @@ def _settings(db_url, gravity, tmp_path, **pihole):
         db_url,
         "http://127.0.0.1:9",
         pihole={"gravity_db": str(gravity), "reload_command": f"touch {marker}", **pihole},
-        allowlist={"domains": ["mybank.example"]},
+        allowlist={"domains": ["mybank.com"]},
     ), marker
 
 
@@ -76,7 +76,7 @@ def test_sync_adds_exact_deny_entries_and_removes_them_when_cleared(
     for domain, level in [
         ("c2.example.net", "malicious"),
         ("phish.example.org", "malicious"),
-        ("login.mybank.example", "malicious"),
+        ("login.mybank.com", "malicious"),
         ("gray.example.com", "suspicious"),
         ("fine.example.com", "harmless"),
         ("denied.ftl", "malicious"),
@@ -195,3 +195,50 @@ def test_pihole_api_wrong_password_is_one_clear_error(engine, db_url, tmp_path, 
     )
     with pytest.raises(UserError, match="cannot reach the Pi-hole API"):
         sync_gravity(engine, dead)
+
+
+def test_the_users_own_block_add_and_remove_beat_the_verdicts(engine, db_url, gravity, tmp_path):
+    now = utcnow()
+    _verdict(engine, "c2.example.net", "malicious", now)
+    _verdict(engine, "fine.example.com", "harmless", now)
+    settings, _marker = _settings(db_url, gravity, tmp_path, max_new_blocks_per_hour=1)
+    for n in range(3):  # fill the circuit breaker's hour with automatic blocks
+        _verdict(engine, f"auto{n}.example.org", "malicious", now)
+    sync_gravity(engine, settings, now)
+    assert record_manual(engine, settings, ["Fine.Example.COM."], block=True, now=now) == [
+        "fine.example.com"
+    ]
+    assert record_manual(engine, settings, ["c2.example.net"], block=False, now=now)
+    first = sync_gravity(engine, settings, now)
+    assert "fine.example.com" in first.added  # a harmless verdict, and the breaker is full
+    deny = _deny(gravity)
+    assert deny["fine.example.com"][1].startswith("vtguardian: blocked by the user, added ")
+    assert "c2.example.net" not in deny
+    again = sync_gravity(engine, settings, now + timedelta(minutes=5))
+    assert "c2.example.net" not in again.added and "fine.example.com" not in again.removed
+    # Changing one's mind: add it back, and it is blocked again at once.
+    record_manual(engine, settings, ["c2.example.net"], block=True, now=now)
+    assert "c2.example.net" in sync_gravity(engine, settings, now).added
+    with engine.connect() as connection:
+        manual = connection.execute(
+            text(
+                "SELECT i.value, a.action FROM actions a JOIN iocs i ON i.id = a.ioc_id "
+                "WHERE a.reason = 'manual' ORDER BY a.id"
+            )
+        ).all()
+    assert [tuple(r) for r in manual] == [
+        ("fine.example.com", "block"),
+        ("c2.example.net", "unblock"),
+        ("c2.example.net", "block"),
+    ]
+
+
+def test_block_add_refuses_allowlisted_private_and_invalid_names(engine, db_url, gravity, tmp_path):
+    settings, _marker = _settings(db_url, gravity, tmp_path)
+    for name, reason in [
+        ("login.mybank.com", "allowlist"),
+        ("printer.local", "local"),
+        ("not a domain", "not a domain"),
+    ]:
+        with pytest.raises(InvalidInput, match=reason):
+            record_manual(engine, settings, [name], block=True)

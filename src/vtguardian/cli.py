@@ -583,6 +583,43 @@ def block_firewall(
         )
 
 
+@block_app.command("add")
+def block_add(
+    ctx: typer.Context,
+    domains: Annotated[list[str], typer.Argument(help="Domains to block at Pi-hole.")],
+) -> None:
+    """Block domains yourself, whatever their verdict (for pihole.block_days), then sync.
+
+    The circuit breaker does not hold these back; the allowlist still wins.
+    """
+    _manual_block(ctx, domains, block=True)
+
+
+@block_app.command("remove")
+def block_remove(
+    ctx: typer.Context,
+    domains: Annotated[list[str], typer.Argument(help="Domains to unblock at Pi-hole.")],
+) -> None:
+    """Unblock domains and keep them unblocked, whatever their verdict, then sync.
+
+    `vtguardian block add` undoes this.
+    """
+    _manual_block(ctx, domains, block=False)
+
+
+def _manual_block(ctx: typer.Context, domains: list[str], block: bool) -> None:
+    from vtguardian.actions.pihole import record_manual, sync_gravity
+
+    settings = _state(ctx).settings
+    engine = _open_store(ctx)
+    chosen = record_manual(engine, settings, domains, block)
+    result = sync_gravity(engine, settings)
+    verb = "blocked" if block else "unblocked"
+    out.print(f"{verb} by you: {', '.join(chosen)}")
+    if result.added or result.removed:
+        out.print(f"Pi-hole: +{len(result.added)} -{len(result.removed)}")
+
+
 @block_app.command("list")
 def block_list(
     ctx: typer.Context,

@@ -27,15 +27,44 @@ class TargetState:
     active: dict[str, datetime | None]
     lapsed: set[str]
     recent: int
+    # The user's own decisions (`block add` / `block remove`), which beat the verdicts.
+    forced: set[str]
+    refused: set[str]
+
+
+MANUAL = "manual"
 
 
 def target_state(engine: Engine, target: str, now: datetime) -> TargetState:
     with engine.connect() as connection:
+        forced, refused = manual_choices(connection, target, now)
         return TargetState(
             active_blocks(connection, target),
             lapsed_unconfirmed(connection, target, now),
             blocks_in_last_hour(connection, target, now),
+            forced,
+            refused,
         )
+
+
+def manual_choices(connection: Connection, target: str, now: datetime) -> tuple[set[str], set[str]]:
+    """Values the user blocked (still in force) and unblocked: their latest choice counts."""
+    latest = (
+        select(actions.c.ioc_id, func.max(actions.c.id).label("last_id"))
+        .where(actions.c.target == target, actions.c.reason == MANUAL)
+        .group_by(actions.c.ioc_id)
+        .subquery()
+    )
+    rows = connection.execute(
+        select(iocs.c.value, actions.c.action, actions.c.expires_at)
+        .join(latest, latest.c.last_id == actions.c.id)
+        .join(iocs, iocs.c.id == actions.c.ioc_id)
+    ).all()
+    forced = {
+        v for v, action, until in rows if action == "block" and (until is None or until > now)
+    }
+    refused = {v for v, action, _until in rows if action == "unblock"}
+    return forced, refused
 
 
 def active_blocks(connection: Connection, target: str) -> dict[str, datetime | None]:
@@ -98,8 +127,10 @@ def record_changes(
     dry_run: bool,
     now: datetime,
     lifetime: timedelta,
+    reason: str | None = None,
 ) -> None:
-    """One ``block`` row per added value and one ``unblock`` row per removed one."""
+    """One ``block`` row per added value and one ``unblock`` row per removed one
+    (``reason`` :data:`MANUAL` marks the user's own choice)."""
     if not (added or removed):
         return
 
@@ -123,7 +154,7 @@ def record_changes(
                     action="unblock",
                     created_at=now,
                     active=False,
-                    reason="verdict cleared or block expired",
+                    reason=reason or "verdict cleared or block expired",
                     dry_run=dry_run,
                 )
             )
@@ -136,7 +167,7 @@ def record_changes(
                     created_at=now,
                     expires_at=now + lifetime,
                     active=not dry_run,
-                    reason="malicious verdict",
+                    reason=reason or "malicious verdict",
                     dry_run=dry_run,
                 )
             )

@@ -25,7 +25,10 @@ from vtguardian.actions.denylists import open_deny_list
 from vtguardian.actions.feeds import blocklist
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
-from vtguardian.iocs import Classifier
+from vtguardian.errors import InvalidInput
+from vtguardian.iocs import Classifier, IocType
+from vtguardian.store.engine import write_transaction
+from vtguardian.store.entities import ensure_iocs
 from vtguardian.store.schema import iocs, verdicts
 
 TARGET = "pihole"
@@ -57,28 +60,28 @@ def sync_gravity(
         for domain, comment in target.entries().items():
             (ours if (comment or "").startswith(TAG) else theirs).add(domain)
         expired = {d for d, until in active.items() if until is not None and until <= now}
-        wanted = (malicious - lapsed - expired) - theirs
+        wanted = ((malicious - lapsed - expired) | state.forced) - state.refused - theirs
         to_add = sorted(wanted - ours)
+        # The circuit breaker guards against providers, not against the user's own adds.
+        automatic = [d for d in to_add if d not in state.forced]
         room = max(0, config.max_new_blocks_per_hour - recent)
-        result.added, result.held = to_add[:room], to_add[room:]
+        result.added = sorted({d for d in to_add if d in state.forced} | set(automatic[:room]))
+        result.held = automatic[room:]
         result.removed = sorted(ours - wanted)
         if not config.dry_run:
             details = _details(engine, result.added)
             target.apply(
-                {
-                    d: f"{TAG} malicious{details.get(d, '')}, added {now:%Y-%m-%d}"
-                    for d in result.added
-                },
+                {d: _comment(d, d in state.forced, details, now) for d in result.added},
                 result.removed,
             )
     finally:
         target.close()
-    ledger.record_changes(
+    ledger.record_changes(  # the user's own choices were recorded when they made them
         engine,
         TARGET,
         "domain",
-        result.added,
-        result.removed,
+        [d for d in result.added if d not in state.forced],
+        [d for d in result.removed if d not in state.refused],
         result.dry_run,
         now,
         timedelta(days=config.block_days),
@@ -90,6 +93,11 @@ def sync_gravity(
         )
         result.reloaded = completed.returncode == 0
     return result
+
+
+def _comment(domain: str, manual: bool, details: dict[str, str], now: datetime) -> str:
+    why = "blocked by the user" if manual else f"malicious{details.get(domain, '')}"
+    return f"{TAG} {why}, added {now:%Y-%m-%d}"
 
 
 def _details(engine: Engine, domains: list[str]) -> dict[str, str]:
@@ -105,3 +113,37 @@ def _details(engine: Engine, domains: list[str]) -> dict[str, str]:
         for value, malicious, total, ratio in rows
         if malicious is not None and total and ratio is not None
     }
+
+
+def record_manual(
+    engine: Engine, settings: Settings, domains: list[str], block: bool, now: datetime | None = None
+) -> list[str]:
+    """The user's ``block add`` / ``block remove``: recorded now, applied by the next sync.
+
+    Returns the normalised domains. Anything that is not a public domain, or that
+    the allowlist covers, is refused with the reason: the allowlist always wins.
+    """
+    now = now or utcnow()
+    classifier = Classifier.from_settings(settings)
+    chosen = []
+    for raw in domains:
+        item = classifier.classify_as(raw, IocType.DOMAIN)
+        if item.value is None or item.type is not IocType.DOMAIN:
+            raise InvalidInput(f"{raw!r} is not a domain name")
+        if not item.eligible:
+            raise InvalidInput(f"{item.value}: not blocked here ({item.reason})")
+        chosen.append(item.value)
+    with write_transaction(engine) as connection:
+        ensure_iocs(connection, {("domain", d): (None, now, now) for d in chosen})
+    ledger.record_changes(
+        engine,
+        TARGET,
+        "domain",
+        chosen if block else [],
+        [] if block else chosen,
+        False,
+        now,
+        timedelta(days=settings.pihole.block_days),
+        reason=ledger.MANUAL,
+    )
+    return chosen
