@@ -67,6 +67,9 @@ def test_demo_runs_the_pipeline_offline_to_the_served_page(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VTGUARDIAN_")}
     env.pop("VT_API_KEY", None)
     env["COLUMNS"] = "200"
+    # A user's own key and settings must not leak into the demo (the emulator would refuse).
+    env["VT_API_KEY"] = "the-users-real-key"
+    env["VTGUARDIAN_VIRUSTOTAL__PER_MINUTE"] = "1"
     process = subprocess.Popen(
         [*VTGUARDIAN, "demo", "--dir", str(tmp_path / "demo"), "--port", "0"],
         env=env,
@@ -165,3 +168,11 @@ def test_block_add_and_remove_from_the_command_line(tmp_path):
     assert "tracker.example.com" not in denied()
     refused = run_cli("block", "add", "printer.local", env=env)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_demo_real_without_a_key_is_one_clear_line(tmp_path):
+    result = run_cli("demo", "--real", "--no-serve", "--dir", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vtguardian: --real needs your VirusTotal API key in VT_API_KEY"
+    ]

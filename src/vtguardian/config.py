@@ -283,6 +283,25 @@ class Settings(BaseSettings):
         return (env_settings, _VtApiKeySource(settings_cls), init_settings)
 
 
+class _ValuesOnly(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from_values(**values: Any) -> Settings:
+    """Settings from ``values`` alone, with no environment: the demo must not pick up
+    a user's VT_API_KEY (its emulator would refuse it) or their database."""
+    return _ValuesOnly(**values)
+
+
 def resolve_config_path(explicit: Path | None) -> tuple[Path, bool]:
     """Return the config path and whether the user asked for it by name.
 

@@ -14,7 +14,7 @@ import contextlib
 import random
 import sqlite3
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy import Engine, text
 
 from vtguardian.actions.pihole import sync_gravity
-from vtguardian.config import Settings
+from vtguardian.config import settings_from_values
 from vtguardian.intel.lookup import LookupService, WorkerReport
 from vtguardian.iocs import Classifier
 from vtguardian.sources.batch import Totals
@@ -175,7 +175,10 @@ def _eve(ts: str, event_type: str, src: str, dest: str, **fields: object) -> byt
 def run_demo(
     folder: Path,
     on_lookup: Callable[[WorkerReport, int], None] | None = None,
+    real_key: str | None = None,
 ) -> DemoResult:
+    """The demo against the built-in emulator, or with ``real_key`` against VirusTotal
+    itself within the public API's quota (4 requests a minute: it takes a while)."""
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "vtguardian-demo.db"
     for leftover in folder.glob("vtguardian-demo.db*"):
@@ -187,33 +190,23 @@ def run_demo(
     classifier = Classifier()
     totals = ingest_paths(engine, classifier, "pihole-log", [str(pihole)])
     totals.add(ingest_paths(engine, classifier, "suricata", [str(eve)]))
-    seeds = resources.files("vtguardian.testing").joinpath("vt_seeds.json")
-    emulator = VirusTotalEmulator(seeds=load_seed_file(Path(str(seeds))))
-    with EmulatorServer(emulator) as server:
-        settings = Settings(
-            database={"url": f"sqlite:///{database}"},
-            # The emulator's quota is raised for the demo; the real public API allows 4/min.
-            virustotal={
-                "api_key": DEFAULT_KEY,
-                "host": server.url,
-                "per_minute": 10_000,
-                "per_day": 100_000,
-                "per_month": 1_000_000,
-            },
+    with _virustotal(real_key) as (virustotal, emulator):
+        settings = settings_from_values(
+            database={"url": f"sqlite:///{database}"}, virustotal=virustotal
         )
         report = asyncio.run(
             LookupService(settings, engine, classifier).run_worker(once=True, on_progress=on_lookup)
         )
-        requests = len(emulator.looked_up())
-        gravity = _demo_gravity(folder)
-        blocking = settings.model_copy(
-            update={
-                "pihole": settings.pihole.model_copy(
-                    update={"gravity_db": gravity, "dry_run": True, "reload_command": ""}
-                )
-            }
-        )
-        would_block = sync_gravity(engine, blocking).added
+        requests = len(emulator.looked_up()) if emulator else report.requests
+    gravity = _demo_gravity(folder)
+    blocking = settings.model_copy(
+        update={
+            "pihole": settings.pihole.model_copy(
+                update={"gravity_db": gravity, "dry_run": True, "reload_command": ""}
+            )
+        }
+    )
+    would_block = sync_gravity(engine, blocking).added
     result = DemoResult(
         database=database,
         ingested=totals,
@@ -226,6 +219,27 @@ def run_demo(
     )
     engine.dispose()
     return result
+
+
+@contextlib.contextmanager
+def _virustotal(real_key: str | None) -> Iterator[tuple[dict, VirusTotalEmulator | None]]:
+    if real_key:
+        yield {"api_key": real_key}, None  # the real host and the public API's quota
+        return
+    seeds = resources.files("vtguardian.testing").joinpath("vt_seeds.json")
+    emulator = VirusTotalEmulator(seeds=load_seed_file(Path(str(seeds))))
+    with EmulatorServer(emulator) as server:
+        # The emulator's quota is raised for the demo; the real public API allows 4/min.
+        yield (
+            {
+                "api_key": DEFAULT_KEY,
+                "host": server.url,
+                "per_minute": 10_000,
+                "per_day": 100_000,
+                "per_month": 1_000_000,
+            },
+            emulator,
+        )
 
 
 def _demo_gravity(folder: Path) -> Path:
