@@ -1,4 +1,5 @@
-"""Sighting rollups: per IoC and day (clients as exact bit sets), per source and hour.
+"""Sighting rollups: per IoC and day (clients as exact bit sets), per source and hour;
+the hourly index on sightings also carries hits and last_seen (covering).
 
 Revision ID: 0003
 Revises: 0002
@@ -69,12 +70,21 @@ def upgrade() -> None:
         sa.Column("blocked", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("hour", "source", name=op.f("pk_source_hours")),
     )
+    op.create_index(
+        op.f("ix_sightings_hour_source_hits_last_seen"),
+        "sightings",
+        ["hour", "source", "hits", "last_seen"],
+        unique=False,
+    )
+    op.drop_index(op.f("ix_sightings_hour_source"), table_name="sightings")
     dialect = "sqlite" if op.get_bind().dialect.name == "sqlite" else "mysql"
     for statement in BACKFILL[dialect]:
         op.execute(statement)
 
 
 def downgrade() -> None:
+    op.create_index(op.f("ix_sightings_hour_source"), "sightings", ["hour", "source"], unique=False)
+    op.drop_index(op.f("ix_sightings_hour_source_hits_last_seen"), table_name="sightings")
     op.drop_table("source_hours")
     op.drop_index(op.f("ix_ioc_days_day_source"), table_name="ioc_days")
     op.drop_table("ioc_days")
