@@ -132,6 +132,18 @@ def test_circuit_breaker_holds_back_a_flood(engine, db_url, gravity, tmp_path):
     result = sync_gravity(engine, settings, now)
     assert len(result.added) == 2 and len(result.held) == 3
     assert len(sync_gravity(engine, settings, now + timedelta(minutes=10)).added) == 0
+    with engine.connect() as connection:  # held, and said so: one alert each, not one per sync
+        held = (
+            connection.execute(
+                text(
+                    "SELECT i.value FROM alerts a JOIN iocs i ON i.id = a.ioc_id "
+                    "WHERE a.verdict = 'held' ORDER BY i.value"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert held == sorted(result.held)
     assert len(sync_gravity(engine, settings, now + timedelta(hours=2)).added) == 2
 
 

@@ -25,6 +25,7 @@ from vtguardian.actions.feeds import blocklist
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.errors import UserError
+from vtguardian.intel.alerts import hold_alerts
 from vtguardian.iocs import Classifier
 
 TARGET = "nftables"
@@ -108,6 +109,8 @@ def apply_nftables(
         ledger.record_changes(
             engine, TARGET, "ip", result.added, result.removed, config.dry_run, now, lifetime
         )
+        if not config.dry_run:
+            hold_alerts(engine, "ip", result.held, now)
     return result
 
 

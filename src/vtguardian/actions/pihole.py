@@ -26,6 +26,7 @@ from vtguardian.actions.feeds import blocklist
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.errors import InvalidInput
+from vtguardian.intel.alerts import hold_alerts
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.store.engine import write_transaction
 from vtguardian.store.entities import ensure_iocs
@@ -92,6 +93,8 @@ def sync_gravity(
             shlex.split(config.reload_command), capture_output=True, timeout=120
         )
         result.reloaded = completed.returncode == 0
+    if not config.dry_run:
+        hold_alerts(engine, "domain", result.held, now)
     return result
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, or_, select, update
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.store.contacts import Contact, client_contacts
 from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.schema import alerts, iocs, sightings, verdicts
 from vtguardian.store.upsert import upsert
 
@@ -76,6 +77,41 @@ def create_alert(
         keys=["flip_key"],
     )
     return True
+
+
+HELD = "held"
+
+
+def hold_alerts(engine: Engine, kind: str, values: list[str], now: datetime) -> None:
+    """An alert per value the circuit breaker held back ("held": a block waiting for
+    review), at most one per value and day, delivered like every other alert."""
+    if not values:
+        return
+
+    def work(connection: Connection) -> None:
+        ids = find_ioc_ids(connection, [(kind, v) for v in values])
+        rows = []
+        for ioc_id in ids.values():
+            verdict = connection.execute(
+                select(verdicts.c.ratio, verdicts.c.engines).where(verdicts.c.ioc_id == ioc_id)
+            ).first()
+            rows.append(
+                {
+                    "created_at": now,
+                    "ioc_id": ioc_id,
+                    "verdict": HELD,
+                    "previous_verdict": "malicious",
+                    "ratio": verdict.ratio if verdict else None,
+                    "engines": list(verdict.engines or []) if verdict else [],
+                    "clients": [],
+                    "flip_key": f"{ioc_id}:{HELD}:{now:%Y-%m-%d}",
+                    "delivery_attempts": 0,
+                    "next_attempt_at": now,
+                }
+            )
+        upsert(connection, alerts, rows, keys=["flip_key"])
+
+    run_in_transaction(engine, work)
 
 
 def _by_ip(contact: Contact) -> str:
