@@ -114,7 +114,8 @@ def test_demo_runs_the_pipeline_offline_to_the_served_page(tmp_path):
     assert verdicts["phish-login.example.org"] == "malicious"
     assert verdicts["www.google.com"] == "harmless"
     assert set(verdicts) == values and queued == 0  # every IoC answered
-    assert alerts == 1
+    assert alerts == 2
+    assert verdicts["http://malware-c2.example.net/gate.php"] == "malicious"
     for private in ("printer.local", "nas.home.arpa", "router", "wpad.lan"):
         assert private not in values
     assert "malware-c2.example.net" in stdout

@@ -909,13 +909,13 @@ def demo(
         raise ConfigError("--real needs your VirusTotal API key in VT_API_KEY")
     if real:
         out.print(
-            "Demo: two days of a household's Pi-hole and Suricata logs, looked up in the real "
+            "Demo: a week of a household's Pi-hole and Suricata logs, looked up in the real "
             "VirusTotal with your key at 4 requests/minute (the public API's quota): this takes "
             "about 15 minutes. Private and local names are never sent."
         )
     else:
         out.print(
-            "Demo: two days of a household's Pi-hole and Suricata logs, looked up against the "
+            "Demo: a week of a household's Pi-hole and Suricata logs, looked up against the "
             "built-in VirusTotal emulator (its quota is raised for the demo; the public API "
             "allows 4 requests/minute)."
         )

@@ -1,6 +1,6 @@
 """``vtguardian demo``: the whole pipeline offline, no API key, no network.
 
-It writes two days of a household's Pi-hole log and Suricata eve.json (real
+It writes a week of a household's Pi-hole log and Suricata eve.json (real
 formats: devices, popular and rare domains, local names, a few malicious
 domains, an IDS alert, a downloaded file), ingests them, starts the built-in
 VirusTotal emulator, looks every eligible IoC up through vt-py over HTTP, and
@@ -55,6 +55,7 @@ MALICIOUS = {
     "phish-login.example.org": "192.168.1.11",
 }
 SUSPICIOUS = ["one-engine-fp.example.com", "grayware.example.com"]
+DAYS = 7
 EICAR_SHA256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
 
@@ -97,13 +98,13 @@ class DemoResult:
 
 
 def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, Path]:
-    """Two days of pihole.log and eve.json, ending ``now`` (local time for syslog)."""
+    """A week of pihole.log and eve.json, ending ``now`` (local time for syslog)."""
     rng = random.Random(seed)
     rare = [f"cdn{n}.example-cdn.net" for n in range(40)]
     pihole_lines: list[str] = []
-    start = now - timedelta(days=2)
+    start = now - timedelta(days=DAYS)
     serial = 100
-    for minute in range(0, 2 * 24 * 60, 3):
+    for minute in range(0, DAYS * 24 * 60, 3):
         moment = (start + timedelta(minutes=minute)).astimezone()
         stamp = f"{moment:%b} {moment.day:>2} {moment:%H:%M:%S}"
         client = rng.choice(list(DEVICES))
@@ -130,7 +131,7 @@ def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, P
     pihole.write_text("\n".join(pihole_lines) + "\n")
 
     events: list[bytes] = []
-    for hour in range(0, 48, 2):
+    for hour in range(0, DAYS * 24, 2):
         moment = start + timedelta(hours=hour, minutes=rng.randrange(0, 60))
         ts = moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
         client = rng.choice(list(DEVICES))
@@ -150,6 +151,32 @@ def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, P
                 "severity": 1,
             },
             tls={"sni": "malware-c2.example.net"},
+        )
+    )
+    beacon = (now - timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
+    events.append(
+        _eve(
+            beacon,
+            "http",
+            MALICIOUS["malware-c2.example.net"],
+            "185.220.101.66",
+            http={"hostname": "malware-c2.example.net", "url": "/gate.php", "http_method": "POST"},
+        )
+    )
+    phish_time = (now - timedelta(days=2, hours=3)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
+    events.append(
+        _eve(
+            phish_time,
+            "alert",
+            MALICIOUS["phish-login.example.org"],
+            "198.18.7.20",
+            alert={
+                "signature_id": 2030001,
+                "signature": "ET PHISHING Credential phishing landing page (demo)",
+                "category": "Possible Social Engineering Attempted",
+                "severity": 2,
+            },
+            tls={"sni": "phish-login.example.org"},
         )
     )
     events.append(

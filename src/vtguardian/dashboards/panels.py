@@ -53,21 +53,31 @@ ROWS = (
 
 # Sightings in the time range, one row per IoC, client bit word and day or hour:
 # the whole days inside the range from the daily rollup, the hours at either end
-# from the hourly rows. Exact for any range, and a month is ~30 rows per IoC.
+# from the hourly rows. The day the range ends in also comes from the rollup when
+# nothing was seen after the range's end on it (a range ending now). Exact for any
+# range, and a month is ~30 rows per IoC.
+SEEN_LATER = (
+    "EXISTS (SELECT 1 FROM sightings z WHERE z.hour > $__timeTo() "
+    "AND z.hour < {full_days_to_next})"
+)
+DAYS_IN_RANGE = (
+    "d.day >= {full_days_from} AND (d.day < {full_days_to} "
+    f"OR (d.day = {{full_days_to}} AND NOT {SEEN_LATER}))"
+)
+HOURS_AT_EDGES = (
+    "$__timeFilter(s.hour) AND (s.hour < {full_days_from} "
+    f"OR (s.hour >= {{full_days_to}} AND {SEEN_LATER}))"
+)
 SEEN_ROWS = (
     "SELECT d.ioc_id, d.client_word AS word, d.clients_mask AS mask, d.hits, d.last_seen "
-    "FROM ioc_days d WHERE d.day >= {full_days_from} AND d.day < {full_days_to} "
+    f"FROM ioc_days d WHERE {DAYS_IN_RANGE} "
     "UNION ALL "
     "SELECT s.ioc_id, {client_word(s.client_id)}, {client_bit(s.client_id)}, s.hits, "
-    "s.last_seen FROM sightings s WHERE $__timeFilter(s.hour) "
-    "AND (s.hour < {full_days_from} OR s.hour >= {full_days_to})"
+    f"s.last_seen FROM sightings s WHERE {HOURS_AT_EDGES}"
 )
 SEEN_IDS = (
-    "SELECT d.ioc_id FROM ioc_days d "
-    "WHERE d.day >= {full_days_from} AND d.day < {full_days_to} "
-    "UNION "
-    "SELECT s.ioc_id FROM sightings s WHERE $__timeFilter(s.hour) "
-    "AND (s.hour < {full_days_from} OR s.hour >= {full_days_to})"
+    f"SELECT d.ioc_id FROM ioc_days d WHERE {DAYS_IN_RANGE} "
+    f"UNION SELECT s.ioc_id FROM sightings s WHERE {HOURS_AT_EDGES}"
 )
 
 
