@@ -84,7 +84,13 @@ class ZeekParser:
 
     def _header(self, text: str) -> None:
         if text.startswith("#separator "):
-            self.separator = text.split(" ", 1)[1].encode().decode("unicode_escape")
+            try:
+                separator = text.split(" ", 1)[1].encode().decode("unicode_escape")
+            except UnicodeDecodeError:
+                raise ParseError("bad #separator header") from None
+            if not separator:
+                raise ParseError("empty #separator header")
+            self.separator = separator
             return
         name, _, value = text[1:].partition(self.separator)
         if name == "fields":
