@@ -136,13 +136,16 @@ class QuotaScheduler:
         return 0.0
 
     def _used(self, connection: Connection, window: str, start: datetime) -> int:
-        return connection.execute(
-            select(func.coalesce(func.sum(quota_usage.c.used), 0)).where(
-                quota_usage.c.provider == self.provider,
-                quota_usage.c.window == window,
-                quota_usage.c.window_start == start,
-            )
-        ).scalar_one()
+        # int(): MySQL's SUM is a DECIMAL, which JSON output and arithmetic must not see.
+        return int(
+            connection.execute(
+                select(func.coalesce(func.sum(quota_usage.c.used), 0)).where(
+                    quota_usage.c.provider == self.provider,
+                    quota_usage.c.window == window,
+                    quota_usage.c.window_start == start,
+                )
+            ).scalar_one()
+        )
 
     def _recent(self, connection: Connection, now: datetime) -> list[datetime]:
         """Send times inside the sliding window, oldest first (one per request)."""

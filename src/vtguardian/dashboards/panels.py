@@ -57,8 +57,7 @@ ROWS = (
 # nothing was seen after the range's end on it (a range ending now). Exact for any
 # range, and a month is ~30 rows per IoC.
 SEEN_LATER = (
-    "EXISTS (SELECT 1 FROM sightings z WHERE z.hour > $__timeTo() "
-    "AND z.hour < {full_days_to_next})"
+    "EXISTS (SELECT 1 FROM sightings z WHERE z.hour > $__timeTo() AND z.hour < {full_days_to_next})"
 )
 DAYS_IN_RANGE = (
     "d.day >= {full_days_from} AND (d.day < {full_days_to} "
