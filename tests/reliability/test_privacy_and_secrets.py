@@ -40,7 +40,7 @@ line = st.tuples(
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(line, min_size=1, max_size=40))
 def test_nothing_private_local_or_allowlisted_ever_reaches_virustotal(
     tmp_path_factory, vt_emulator, entries

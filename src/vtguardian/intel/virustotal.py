@@ -153,6 +153,12 @@ class VirusTotalClient:
             timeout=int(max(1, self._timeout)),
             connector=connector,
         )
+        # aiohttp 3.10+ also re-sends a GET once when a fresh connection drops
+        # (ServerDisconnectedError); that second send would pass the quota uncounted.
+        # aiohttp has no public switch; its own test client turns it off the same way.
+        session = self._client._get_session()
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
