@@ -847,6 +847,7 @@ def ingest(
                 poll_seconds=settings.ingest.poll_seconds,
                 parallel_min_bytes=int(settings.ingest.parallel_min_mb * (1 << 20)),
                 on_progress=lambda done: progress.advance(task, done),
+                patience=settings.database.reconnect_seconds,
             )
         except KeyboardInterrupt:
             raise UserError("interrupted; everything read so far is stored") from None

@@ -58,6 +58,9 @@ class _Section(BaseModel):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite:///vtguardian.db"
+    # How long collectors and workers wait for a database that went away (a MariaDB
+    # restart) before giving up with an error; 0 gives up at once.
+    reconnect_seconds: NonNegativeFloat = 600.0
 
     @field_validator("url")
     @classmethod

@@ -103,6 +103,7 @@ class Daemon:
             stop=self.follow_stop,
             batch_lines=ingest.batch_lines,
             poll_seconds=ingest.poll_seconds,
+            patience=self.settings.database.reconnect_seconds,
         )
         self.report.ingested = totals
 

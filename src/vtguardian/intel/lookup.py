@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
@@ -42,7 +44,7 @@ from vtguardian.store.answers import (
     record_answer,
     touch,
 )
-from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.engine import is_disconnect, run_in_transaction, wait_for_database
 from vtguardian.store.entities import ensure_iocs
 from vtguardian.verdict import Level, Policy, decide
 
@@ -259,33 +261,58 @@ class LookupService:
 
         async with self.client() as client:
             while not stop.is_set() and (max_requests is None or report.requests < max_requests):
-                claims = queue.claim(self.engine, self.worker, 1, lease)
-                if not claims and run_in_transaction(self.engine, queue.requeue_stale):
+                try:
+                    step = await self._step(client, report, once, lease, idle_seconds, pause)
+                except DBAPIError as exc:
+                    if not is_disconnect(exc):
+                        raise
+                    # The database went away (a restart, a network blip): wait for it and
+                    # go on. A claim in flight simply expires and is looked up again.
+                    patience = self.settings.database.reconnect_seconds
+                    await asyncio.to_thread(wait_for_database, self.engine, patience)
                     continue
-                if not claims:
-                    await self.deliver_alerts()
-                    with self.engine.connect() as connection:
-                        ready_in = queue.seconds_until_ready(connection)
-                    if ready_in is None and once:
-                        break
-                    await pause(min(idle_seconds, ready_in or idle_seconds) or 0.05)
-                    continue
-                item = claims[0]
-                before = await self._before_virustotal(item.ioc_id, item.kind, item.value)
-                if before is None:
-                    report.decided_locally += 1
-                    continue
-                wait = self.quota.try_reserve()
-                if wait > 0:
-                    queue.release(self.engine, item.ioc_id, self.worker)
-                    await pause(min(wait, 5.0))
-                    continue
-                report.requests += 1
-                await self._process(client, item, report, before)
-                if on_progress is not None:
+                if step == "done":
+                    break
+                if step == "asked" and on_progress is not None:
                     with self.engine.connect() as connection:
                         on_progress(report, queue.queue_length(connection))
         return report
+
+    async def _step(
+        self,
+        client: VirusTotalClient,
+        report: WorkerReport,
+        once: bool,
+        lease: int,
+        idle_seconds: float,
+        pause: Callable[[float], Awaitable[None]],
+    ) -> Literal["done", "asked", "idle"]:
+        """One claim and its answer: "asked" VirusTotal, or stayed "idle" (nothing ready,
+        decided locally, quota), or "done" when ``once`` and the queue is empty."""
+        claims = queue.claim(self.engine, self.worker, 1, lease)
+        if not claims and run_in_transaction(self.engine, queue.requeue_stale):
+            return "idle"
+        if not claims:
+            await self.deliver_alerts()
+            with self.engine.connect() as connection:
+                ready_in = queue.seconds_until_ready(connection)
+            if ready_in is None and once:
+                return "done"
+            await pause(min(idle_seconds, ready_in or idle_seconds) or 0.05)
+            return "idle"
+        item = claims[0]
+        before = await self._before_virustotal(item.ioc_id, item.kind, item.value)
+        if before is None:
+            report.decided_locally += 1
+            return "idle"
+        wait = self.quota.try_reserve()
+        if wait > 0:
+            queue.release(self.engine, item.ioc_id, self.worker)
+            await pause(min(wait, 5.0))
+            return "idle"
+        report.requests += 1
+        await self._process(client, item, report, before)
+        return "asked"
 
     async def _process(
         self,

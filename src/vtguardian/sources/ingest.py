@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from vtguardian.config import FollowedSource
 from vtguardian.errors import InvalidInput
@@ -22,6 +23,7 @@ from vtguardian.sources.pihole_ftl import ingest_ftl
 from vtguardian.sources.plain import PlainParser
 from vtguardian.sources.suricata import SuricataParser
 from vtguardian.sources.zeek import ZeekParser
+from vtguardian.store.engine import is_disconnect, wait_for_database
 
 SOURCES = ("pihole-ftl", "pihole-log", "dnsmasq", "suricata", "zeek", "ecs", "plain")
 
@@ -62,6 +64,7 @@ def ingest_configured(
     poll_seconds: float = 0.5,
     on_progress: Callable[[int], None] | None = None,
     parallel_min_bytes: int | None = None,
+    patience: float = 600.0,
 ) -> Totals:
     """Several sources at once: one thread each when following, in turn otherwise."""
     stop = stop or threading.Event()
@@ -84,6 +87,7 @@ def ingest_configured(
                     batch_lines=batch_lines,
                     on_progress=on_progress,
                     parallel_min_bytes=parallel_min_bytes,
+                    patience=patience,
                 )
             )
         except BaseException as exc:
@@ -121,8 +125,10 @@ def ingest_paths(
     batch_lines: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     parallel_min_bytes: int | None = None,
+    patience: float = 600.0,
 ) -> Totals:
-    """Ingest every path once, or keep following them until ``stop`` is set."""
+    """Ingest every path once, or keep following them until ``stop`` is set; wait up
+    to ``patience`` seconds for a database that went away."""
     totals = Totals()
     for path in paths:
         if not follow and not os.path.exists(path):
@@ -130,7 +136,13 @@ def ingest_paths(
     if source == "pihole-ftl":
         while True:
             for path in paths:
-                ingest_ftl(engine, classifier, path, totals, on_progress=on_progress)
+                _surviving_restarts(
+                    engine,
+                    patience,
+                    lambda p=path: ingest_ftl(
+                        engine, classifier, p, totals, on_progress=on_progress
+                    ),
+                )
             if not follow or _wait(stop, poll_seconds):
                 return totals
     reader = FileReader(
@@ -145,14 +157,30 @@ def ingest_paths(
     )
     while True:
         for path in paths:
-            reader.read(path, final=not follow)
+            _surviving_restarts(engine, patience, lambda p=path: reader.read(p, final=not follow))
         if not follow:
             return totals
         if _wait(stop, poll_seconds):
             # Asked to stop: take in what was written since the last poll, then go.
             for path in paths:
-                reader.read(path, final=False)
+                _surviving_restarts(engine, patience, lambda p=path: reader.read(p, final=False))
             return totals
+
+
+def _surviving_restarts(engine: Engine, patience: float, read: Callable[[], None]) -> None:
+    """Run one read; if the database goes away meanwhile, wait for it and read again.
+
+    Reading again starts from the offset stored with the last committed batch, so
+    a batch whose commit was cut off is read once more only if it was not stored.
+    """
+    while True:
+        try:
+            read()
+            return
+        except DBAPIError as exc:
+            if not is_disconnect(exc):
+                raise
+            wait_for_database(engine, patience)
 
 
 def _wait(stop: threading.Event | None, seconds: float) -> bool:

@@ -28,7 +28,7 @@ _WRITE_OPTION = "vtguardian_write"
 # MySQL: 1213 deadlock, 1205 lock wait timeout. Both roll back; the whole unit is redone.
 _MYSQL_RETRYABLE = {1213, 1205}
 # MySQL: server gone or unreachable.
-_MYSQL_UNREACHABLE = {2002, 2003, 2005, 2006, 2013, 1045, 1049}
+_MYSQL_UNREACHABLE = {2002, 2003, 2005, 2006, 2013, 1045, 1049, 1053}
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
@@ -134,6 +134,29 @@ def is_disconnect(exc: DBAPIError) -> bool:
     orig = exc.orig
     code = orig.args[0] if orig is not None and orig.args else None
     return bool(exc.connection_invalidated) or code in _MYSQL_UNREACHABLE
+
+
+def wait_for_database(engine: Engine, patience: float) -> None:
+    """After a lost connection: drop the pool and wait (backing off up to 10 s) until
+    the server answers again; after ``patience`` seconds, one clear error.
+
+    Callers then redo their unit of work from what is committed (a stored offset, a
+    queue claim), never from what they believe they wrote: a commit that was cut
+    off may or may not have happened.
+    """
+    engine.dispose()
+    deadline = time.monotonic() + patience
+    delay = 0.25
+    while True:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return
+        except DBAPIError as exc:
+            if time.monotonic() + delay > deadline:
+                raise unavailable(engine, exc) from None
+            time.sleep(delay)
+            delay = min(10.0, delay * 2)
 
 
 @contextmanager
