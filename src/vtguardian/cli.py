@@ -15,6 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from vtguardian import __version__
 from vtguardian.clock import iso_z
@@ -995,3 +996,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("vtguardian: interrupted", markup=False, highlight=False)
         sys.exit(130)
+    except DBAPIError as exc:  # e.g. a full disk: one line, and what was committed stays
+        reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())
+        err.print(f"vtguardian: database error: {reason}", markup=False, highlight=False)
+        sys.exit(3)
