@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from helpers import settings_for
 from test_lookup import FAST_MINUTE, _no_sleep, _queue_domains
 from vtguardian.intel.lookup import LookupService
-from vtguardian.intel.virustotal import KeyRejected
+from vtguardian.intel.virustotal import KeyRejected, parse_object
+from vtguardian.iocs import IocType
 from vtguardian.store.schema import lookup_queue, verdicts
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
 
@@ -22,6 +23,7 @@ CAMPAIGN = {
     "503 storm": {"error_rate": 0.6},
     "dropped connections": {"drop_rate": 0.4},
     "truncated JSON": {"truncate_rate": 0.4},
+    "wrong shapes": {"wrong_shape_rate": 0.5},
     "timeouts": {"slow_rate": 0.3, "slow_seconds": 1.0},
     "429 storm": {"burst_429": 3},
     "everything at once": {"error_rate": 0.2, "drop_rate": 0.1, "truncate_rate": 0.1,
@@ -81,3 +83,14 @@ def test_a_key_revoked_mid_run_stops_cleanly_and_keeps_the_rest_queued(engine, d
     emulator.configure({"keys": [DEFAULT_KEY]})  # the user fixes the key: the rest completes
     asyncio.run(service.run_worker(once=True))
     assert Counter(emulator.answered()) == Counter(("domain", n) for n in names)
+
+
+def test_an_absurd_analysis_date_is_dropped_not_fatal():
+    document = {
+        "data": {
+            "id": "example.com",
+            "attributes": {"last_analysis_stats": {"malicious": 2}, "last_analysis_date": 2**62},
+        }
+    }
+    answer = parse_object(IocType.DOMAIN, document)
+    assert answer.stats == {"malicious": 2} and answer.analysis_date is None

@@ -85,12 +85,16 @@ def permalink(kind: IocType, object_id: str) -> str:
 def parse_object(kind: IocType, document: Any) -> VtAnswer:
     """Pull what we store out of an API v3 object; a wrong shape is a transient fault."""
     try:
-        data = document["data"]
-        attributes = data["attributes"]
-        stats = {str(k): int(v) for k, v in attributes["last_analysis_stats"].items()}
-        object_id = str(data["id"])
-    except (KeyError, TypeError, ValueError, AttributeError):
+        return _parse_object(kind, document)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise TryLater("VirusTotal answered with an unexpected shape") from None
+
+
+def _parse_object(kind: IocType, document: Any) -> VtAnswer:
+    data = document["data"]
+    attributes = data["attributes"]
+    stats = {str(k): int(v) for k, v in attributes["last_analysis_stats"].items()}
+    object_id = str(data["id"])
     results = attributes.get("last_analysis_results") or {}
     engines = sorted(
         str(name)
@@ -116,7 +120,7 @@ def parse_object(kind: IocType, document: Any) -> VtAnswer:
     return VtAnswer(
         found=True,
         stats=stats,
-        analysis_date=from_unix(date) if isinstance(date, int) else None,
+        analysis_date=_unix_date(date),
         malicious_engines=engines,
         labels=sorted(set(labels)),
         reputation=reputation if isinstance(reputation, int) else None,
@@ -124,6 +128,16 @@ def parse_object(kind: IocType, document: Any) -> VtAnswer:
         permalink=permalink(kind, object_id),
         raw=document,
     )
+
+
+def _unix_date(value: Any) -> datetime | None:
+    """A Unix time from the answer, or None when it is missing or absurd."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        return from_unix(value)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 class VirusTotalClient:

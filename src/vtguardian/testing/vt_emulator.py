@@ -55,6 +55,7 @@ class Faults:
     error_rate: float = 0.0  # 503 TransientError
     drop_rate: float = 0.0  # connection closed without an answer
     truncate_rate: float = 0.0  # 200 with half a JSON body
+    wrong_shape_rate: float = 0.0  # 200 with valid JSON of the wrong shape
     slow_rate: float = 0.0
     slow_seconds: float = 0.0
     burst_429: int = 0  # the next N requests get 429 whatever the budget
@@ -310,6 +311,10 @@ class VirusTotalEmulator:
         return True
 
     async def _deliver(self, body: dict[str, Any]) -> web.Response:
+        if self._rng.random() < self.faults.wrong_shape_rate:
+            body = self._rng.choice(_WRONG_SHAPES)
+            with self._lock:
+                self._calls[-1].outcome = "wrong_shape"
         data = orjson.dumps(body)
         if self._rng.random() < self.faults.truncate_rate:
             data = data[: len(data) // 2]
@@ -415,6 +420,26 @@ class VirusTotalEmulator:
     async def _control_reset(self, _request: web.Request) -> web.Response:
         self.reset()
         return json_response(200, {"ok": True})
+
+
+# Valid JSON that is not an API v3 object, the way a proxy or an API change answers.
+_WRONG_SHAPES: list[Any] = [
+    [],
+    {"data": []},
+    {"data": {"id": "x", "attributes": "none"}},
+    {"data": {"id": "x", "attributes": {"last_analysis_stats": [1, 2]}}},
+    {"data": {"id": "x", "attributes": {"last_analysis_stats": {"malicious": "many"}}}},
+    {"data": {"id": "x", "attributes": {"last_analysis_stats": {"malicious": 1},
+                                        "last_analysis_results": ["Kaspersky"]}}},
+    {"data": {"id": "x", "attributes": {"last_analysis_stats": {"malicious": 1},
+                                        "last_analysis_results": "malicious",
+                                        "categories": ["x"], "popularity_ranks": "high",
+                                        "last_analysis_date": "yesterday"}}},
+    {"data": {"id": "x", "attributes": {"last_analysis_stats": {"malicious": 1},
+                                        "last_analysis_results": 5,
+                                        "last_analysis_date": 2**62}}},
+    {"error": "maintenance"},
+]  # fmt: skip
 
 
 def _error_body(code: str, message: str) -> dict[str, Any]:
