@@ -18,7 +18,7 @@ from sources_helpers import ingest, stored_hits
 from test_api import AUTH, TOKEN, _seed
 from vtguardian.web.app import create_app
 
-REQUESTS = 600
+REQUESTS = 300
 WORKERS = 8
 
 
@@ -34,7 +34,7 @@ def test_cached_lookups_and_pages_under_load_while_ingesting(engine, db_url, tmp
     while not server.started:
         time.sleep(0.02)
     log = tmp_path / "eve.json"
-    lines = 20_000
+    lines = 10_000
     log.write_bytes(
         b"".join(
             orjson.dumps(
