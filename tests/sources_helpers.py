@@ -11,6 +11,8 @@ from vtguardian.clock import as_naive_utc
 from vtguardian.iocs import Classifier
 from vtguardian.sources.batch import Totals
 from vtguardian.sources.ingest import ingest_paths
+from vtguardian.store import migrate
+from vtguardian.store.engine import make_engine
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -60,3 +62,29 @@ def stored_state(engine: Engine) -> tuple:
         sorted(tuple(r) for r in errors),
         alerts,
     )
+
+
+def reference_state(folder: Path, path: Path, source: str = "suricata") -> tuple:
+    """What an uninterrupted ingest of ``path`` stores, on a fresh SQLite database."""
+    engine = make_engine(f"sqlite:///{folder / 'reference.db'}")
+    migrate.upgrade(engine)
+    ingest(engine, source, path, batch_lines=1_000)
+    try:
+        return stored_state(engine)
+    finally:
+        engine.dispose()
+
+
+def lookup_outcome(engine: Engine) -> tuple[set[str], int, int]:
+    """(values with a verdict, queue length, requests counted against the day's quota)."""
+    with engine.connect() as connection:
+        answered = set(
+            connection.execute(
+                text("SELECT i.value FROM verdicts v JOIN iocs i ON i.id = v.ioc_id")
+            ).scalars()
+        )
+        queued = connection.execute(text("SELECT COUNT(*) FROM lookup_queue")).scalar()
+        counted = connection.execute(
+            text("SELECT SUM(used) FROM quota_usage WHERE window = 'day'")
+        ).scalar()
+    return answered, int(queued), int(counted or 0)

@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from sources_helpers import ingest, stored_state
+from sources_helpers import lookup_outcome, reference_state, stored_state
 from test_ingest_crash import _position, _write_eve
 from test_lookup import _queue_domains
 from vtguardian.store import migrate
@@ -103,9 +102,7 @@ def _restart_when(server: PrivateMariaDB, ready, down_seconds: float = 2.0) -> N
 def test_ingest_waits_for_a_restarted_database_and_loses_nothing(private_mariadb, tmp_path):
     path = tmp_path / "eve.json"
     _write_eve(path)
-    reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
-    migrate.upgrade(reference)
-    ingest(reference, "suricata", path, batch_lines=1_000)
+    expected = reference_state(tmp_path, path)
     engine = make_engine(private_mariadb.url)
     migrate.upgrade(engine)
     env = {
@@ -125,7 +122,7 @@ def test_ingest_waits_for_a_restarted_database_and_loses_nothing(private_mariadb
     assert proc.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr
     engine.dispose()
-    assert stored_state(engine) == stored_state(reference)
+    assert stored_state(engine) == expected
 
 
 def test_worker_waits_for_a_restarted_database_and_answers_everything(private_mariadb, vt_emulator):
@@ -155,15 +152,6 @@ def test_worker_waits_for_a_restarted_database_and_answers_everything(private_ma
     assert proc.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr
     engine.dispose()
-    with engine.connect() as connection:
-        answered = set(
-            connection.execute(
-                text("SELECT i.value FROM verdicts v JOIN iocs i ON i.id = v.ioc_id")
-            ).scalars()
-        )
-        queued = connection.execute(text("SELECT COUNT(*) FROM lookup_queue")).scalar()
-        counted = connection.execute(
-            text("SELECT SUM(used) FROM quota_usage WHERE window = 'day'")
-        ).scalar()
+    answered, queued, counted = lookup_outcome(engine)
     assert answered == set(names) and queued == 0
-    assert int(counted) == len(emulator.calls())  # nothing sent without being counted
+    assert counted == len(emulator.calls())  # nothing sent without being counted

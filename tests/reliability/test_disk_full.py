@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sources_helpers import ingest, stored_state
+from sources_helpers import reference_state, stored_state
 from test_ingest_crash import _write_eve
-from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 
 
@@ -34,9 +33,7 @@ def small_tmpfs():
 def test_a_full_disk_is_one_clear_error_and_a_later_run_completes(small_tmpfs, tmp_path):
     path = tmp_path / "eve.json"
     _write_eve(path)
-    reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
-    migrate.upgrade(reference)
-    ingest(reference, "suricata", path, batch_lines=1_000)
+    expected = reference_state(tmp_path, path)
     database = small_tmpfs / "vtguardian.db"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("VTGUARDIAN_")},
@@ -58,6 +55,5 @@ def test_a_full_disk_is_one_clear_error_and_a_later_run_completes(small_tmpfs, t
     later = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert later.returncode == 0, later.stderr
     engine = make_engine(f"sqlite:///{database}")
-    assert stored_state(engine) == stored_state(reference)
+    assert stored_state(engine) == expected
     engine.dispose()
-    reference.dispose()

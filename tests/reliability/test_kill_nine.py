@@ -12,7 +12,7 @@ import time
 
 from sqlalchemy import text
 
-from sources_helpers import ingest, stored_state
+from sources_helpers import ingest, lookup_outcome, stored_state
 from test_ingest_crash import _position, _write_eve
 from test_lookup import _queue_domains
 from vtguardian.store import migrate
@@ -34,12 +34,25 @@ def _rollups(engine) -> tuple:
     return sorted(tuple(r) for r in days), sorted(tuple(r) for r in hours)
 
 
+def _kill_when(command: list[str], env: dict[str, str], point_reached) -> int:
+    """Start ``command`` and SIGKILL it once ``point_reached()``; 1 if it was killed."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not point_reached() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.002)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return int(killed)
+
+
 def test_ingest_killed_at_20_points_ends_identical(db_url, tmp_path):
     path = tmp_path / "eve.json"
     _write_eve(path)
     reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
     migrate.upgrade(reference)
-    ingest(reference, "suricata", path, batch_lines=1_000)
+    ingest(reference, "suricata", path, batch_lines=1_000)  # kept open: rollups compared too
     engine = make_engine(db_url)
     migrate.upgrade(engine)
     env = {
@@ -53,18 +66,7 @@ def test_ingest_killed_at_20_points_ends_identical(db_url, tmp_path):
     points = sorted(random.Random(20).uniform(0.02, 0.95) for _ in range(KILLS))
     kills = 0
     for fraction in points:
-        proc = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 60
-        while _position(engine) < size * fraction and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.005)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        kills += _kill_when(command, env, lambda f=fraction: _position(engine) >= size * f)
     assert kills >= KILLS - 2, kills  # neighbouring points can fall in one batch
     finish = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finish.returncode == 0, finish.stderr
@@ -94,33 +96,13 @@ def test_worker_killed_at_20_points_answers_everything_once(db_url, vt_emulator,
     kills = 0
     for _ in range(KILLS):
         target = len(emulator.calls()) + rng.randint(0, 3)
-        proc = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 60
-        while len(emulator.calls()) < target and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.002)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        kills += _kill_when(command, env, lambda t=target: len(emulator.calls()) >= t)
     finish = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finish.returncode == 0, finish.stderr
     assert kills >= KILLS // 2, kills
-    with engine.connect() as connection:
-        stored = dict(
-            connection.execute(
-                text("SELECT i.value, v.verdict FROM verdicts v JOIN iocs i ON i.id = v.ioc_id")
-            ).all()
-        )
-        queued = connection.execute(text("SELECT COUNT(*) FROM lookup_queue")).scalar()
-        counted = connection.execute(
-            text("SELECT SUM(used) FROM quota_usage WHERE window = 'day'")
-        ).scalar()
-    assert set(stored) == set(names) and queued == 0  # everything answered, once each
+    answered, queued, counted = lookup_outcome(engine)
+    assert answered == set(names) and queued == 0  # everything answered, once each
     # Every request that reached the service was counted; a kill between sending and
     # storing costs one more (counted) request for that IoC, never an uncounted one.
-    assert int(counted) == len(emulator.calls())
+    assert counted == len(emulator.calls())
     engine.dispose()
