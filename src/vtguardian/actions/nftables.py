@@ -94,7 +94,8 @@ def apply_nftables(
     new = sorted(wanted - set(live))
     room = max(0, config.max_new_blocks_per_hour - recent)
     result = NftResult(script="", added=new[:room], held=new[room:])
-    result.removed = sorted(set(active) - wanted | (set(active) - set(live)))
+    # No longer wanted, or lapsed (the kernel dropped those elements already).
+    result.removed = sorted((set(active) - wanted) | (set(active) - set(live)))
     result.blocked = {a: (until or now + lifetime) for a, until in live.items() if a in wanted}
     result.blocked.update({a: now + lifetime for a in result.added})
     result.script = render_script(config.table, result.blocked, now)

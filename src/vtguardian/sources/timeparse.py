@@ -42,17 +42,23 @@ _FAST_HOURS: dict[str, float] = {}
 
 def iso_epoch(text: str) -> float:
     """``2018-07-05T15:01:09.820360-0400``, ``...Z``, ``...+02:00`` -> Unix time."""
-    # Fast path for Suricata's own format, 2018-07-05T15:01:09.820360-0400.
-    if text.__class__ is str and len(text) == 31 and _SURICATA_STAMP.fullmatch(text):
-        hour = _FAST_HOURS.get(text[:13] + text[26:]) or _fast_hour(text)
+    hour = _suricata_hour(text)
+    if hour is not None:
         return hour + int(text[14:16]) * 60 + int(text[17:19]) + int(text[20:26]) * 1e-6
     return _iso_epoch_any(text)
 
 
-def _fast_hour(text: str) -> float:
-    if len(_FAST_HOURS) > 100_000:  # only a fuzzer or a decade of logs gets here
-        _FAST_HOURS.clear()
-    hour = _FAST_HOURS[text[:13] + text[26:]] = _iso_hour(text[:13], text[26:])
+def _suricata_hour(text: str) -> float | None:
+    """Unix time of the hour of a checked Suricata stamp (cached per hour and zone), or
+    None for any other form; raises BadTimestamp for a well-formed but impossible date."""
+    if not (text.__class__ is str and len(text) == 31 and _SURICATA_STAMP.fullmatch(text)):
+        return None
+    key = text[:13] + text[26:]
+    hour = _FAST_HOURS.get(key)
+    if hour is None:
+        if len(_FAST_HOURS) > 100_000:  # only a fuzzer or a decade of logs gets here
+            _FAST_HOURS.clear()
+        hour = _FAST_HOURS[key] = _iso_hour(text[:13], text[26:])
     return hour
 
 
@@ -64,11 +70,9 @@ def fast_stamp(text: str) -> Stamp:
     converted, at flush. The stamp is fully checked here, so a bad one is still
     an error of its own line.
     """
-    if text.__class__ is str and len(text) == 31 and _SURICATA_STAMP.fullmatch(text):
-        if text[:13] + text[26:] not in _FAST_HOURS:
-            _fast_hour(text)  # raises BadTimestamp for a bad date
+    if _suricata_hour(text) is not None:
         return text
-    return iso_epoch(text)
+    return _iso_epoch_any(text)
 
 
 def stamp_epoch(stamp: Stamp) -> float:

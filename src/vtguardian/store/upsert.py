@@ -84,18 +84,20 @@ def _execute_many(
         params: list[Any] = [values(row) for row in rows]
         if len(order) == 1:
             params = [(value,) for value in params]
-        for index in [i for i, name in enumerate(order) if name in dates]:
-            params = [_with_text_date(row, index) for row in params]
+        date_indexes = [i for i, name in enumerate(order) if name in dates]
+        if date_indexes:
+            params = [_with_text_dates(row, date_indexes) for row in params]
     else:
         params = [dict(row) for row in rows]
     connection.exec_driver_sql(str(compiled), params)
 
 
-def _with_text_date(row: tuple[Any, ...], index: int) -> tuple[Any, ...]:
-    value = row[index]
-    if not value:
-        return row
-    return (*row[:index], value.isoformat(" ", "microseconds"), *row[index + 1 :])
+def _with_text_dates(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for index in indexes:
+        if values[index]:
+            values[index] = values[index].isoformat(" ", "microseconds")
+    return tuple(values)
 
 
 def _updates(

@@ -111,7 +111,8 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
         with engine.connect() as connection:
             known = list(connection.execute(select(clients.c.ip)).scalars())
         # Only clients the database knows reach the SQL: anything else matches nothing.
-        chosen_clients = [c for c in client if c in set(known)] if client else known
+        allowed = set(known)
+        chosen_clients = [c for c in client if c in allowed] if client else known
         variables = {
             "threshold": repr(float(threshold)),
             "ioc_type": chosen_types,
