@@ -158,7 +158,8 @@ def test_run_follows_looks_up_blocks_serves_and_stops_cleanly(setup):
         )
         assert detail["verdict"]["verdict"] == "malicious"
         _wait_for(lambda: MALICIOUS in _denied(s["gravity"]), what="the Pi-hole block")
-        assert (s["tmp"] / "reloaded").exists()
+        # The deny entry is committed to gravity.db before the reload command runs.
+        _wait_for(lambda: (s["tmp"] / "reloaded").exists(), what="Pi-hole's reload command")
         # A half-written last line must wait for its newline, across the restart.
         with s["eve"].open("ab") as handle:
             handle.write(_dns_query("late.example.org", 99)[:40])
