@@ -168,7 +168,10 @@ def test_faults_lose_nothing_and_repeat_no_success(engine, db_url, vt_emulator):
     vt_emulator.emulator.configure(
         {"faults": {"error_rate": 0.2, "drop_rate": 0.1, "burst_429": 3, "seed": 7}}
     )
-    service = _service(engine, db_url, vt_emulator.url, virustotal=FAST_MINUTE)
+    # An unlucky IoC can fail six times in a row: a short backoff keeps the test short.
+    service = _service(
+        engine, db_url, vt_emulator.url, virustotal=FAST_MINUTE, queue={"retry_base_seconds": 0.02}
+    )
     report = asyncio.run(service.run_worker(once=True))
     answered = Counter(vt_emulator.emulator.answered())
     assert answered == Counter(("domain", n) for n in names)  # each exactly once
