@@ -1,13 +1,21 @@
-"""Run the real console script, the way a user does."""
+"""Helpers the tests share: the real console script run the way a user does, settings
+pointed at the emulator, headless Chromium, and a real uvicorn serving an app."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 from vtguardian.config import Settings
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
@@ -78,3 +86,24 @@ def stat_value(dom: str, key: str) -> str:
     start = dom.index(f'data-key="{key}"')
     stat = dom.index('class="stat">', start) + len('class="stat">')
     return dom[stat : dom.index("<", stat)].strip()
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a free loopback port, for as long as the
+    block runs; yields its base URL (no trailing slash)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, f"uvicorn did not start on port {port}"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from datetime import timedelta
 
 import pytest
-import uvicorn
 from sqlalchemy import insert
 
-from helpers import chromium, settings_for, stat_value
+from helpers import chromium, served, settings_for, stat_value
 from vtguardian.clock import utcnow
 from vtguardian.store import migrate
 from vtguardian.store.answers import ReportRow, record_answer
@@ -54,19 +50,8 @@ def page_url(tmp_path):
             )
             record_answer(c, ioc_id, report, timedelta(days=1), now)
     app = create_app(settings_for(url, "http://127.0.0.1:9"), engine)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(app) as base:
+        yield f"{base}/"
     engine.dispose()
 
 

@@ -3,7 +3,6 @@ ingest loses nothing, and the latency figures are printed (not asserted)."""
 
 from __future__ import annotations
 
-import socket
 import statistics
 import threading
 import time
@@ -11,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
-import uvicorn
 
-from helpers import settings_for
+from helpers import served, settings_for
 from sources_helpers import ingest, stored_hits
 from test_api import AUTH, TOKEN, _seed
 from vtguardian.web.app import create_app
@@ -25,14 +23,6 @@ WORKERS = 8
 def test_cached_lookups_and_pages_under_load_while_ingesting(engine, db_url, tmp_path):
     _seed(engine)
     app = create_app(settings_for(db_url, "http://127.0.0.1:9", web={"token": TOKEN}), engine)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
     log = tmp_path / "eve.json"
     lines = 10_000
     log.write_bytes(
@@ -54,7 +44,6 @@ def test_cached_lookups_and_pages_under_load_while_ingesting(engine, db_url, tmp
     writer = threading.Thread(
         target=lambda: ingested.append(ingest(engine, "suricata", log, batch_lines=500))
     )
-    base = f"http://127.0.0.1:{port}"
 
     def call(n: int) -> tuple[float, int]:
         started = time.perf_counter()
@@ -67,14 +56,11 @@ def test_cached_lookups_and_pages_under_load_while_ingesting(engine, db_url, tmp
                 )
         return time.perf_counter() - started, response.status_code
 
-    try:
+    with served(app) as base:
         writer.start()
         with ThreadPoolExecutor(WORKERS) as pool:
             results = list(pool.map(call, range(REQUESTS)))
         writer.join(timeout=300)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     statuses = [status for _t, status in results]
     lookups = sorted(t for n, (t, _s) in enumerate(results) if n % 10)
     p99 = lookups[int(0.99 * len(lookups)) - 1] * 1000
