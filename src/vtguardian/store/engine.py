@@ -73,6 +73,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
         # MySQL's bit functions, which the dashboard queries use on the client bit sets.
         dbapi_connection.create_function("bit_count", 1, _bit_count, deterministic=True)

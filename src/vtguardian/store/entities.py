@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, select
 
 from vtguardian.store.schema import clients, iocs
-from vtguardian.store.upsert import upsert
+from vtguardian.store.upsert import upsert, upsert_rows
 
 UNKNOWN_CLIENT = ""
 _CHUNK = 500
@@ -26,24 +27,24 @@ def ioc_digest(ioc_type: str, value: str) -> str:
 
 def ensure_iocs(
     connection: Connection,
-    items: Mapping[tuple[str, str], tuple[str | None, datetime, datetime]],
+    items: Mapping[tuple[str, str], tuple[str | None, Any, Any]],
 ) -> dict[tuple[str, str], int]:
     """Ids for ``(type, value) -> (registered_domain, first_seen, last_seen)``.
 
     ``last_seen`` only ever moves forward, so batches arriving out of order are safe.
+    Dates are datetimes or, for SQLite, its stored text (see :func:`upsert_rows`).
     """
-    rows = [
-        {
-            "digest": ioc_digest(kind, value),
-            "type": kind,
-            "value": value,
-            "registered_domain": base,
-            "first_seen": first,
-            "last_seen": last,
-        }
-        for (kind, value), (base, first, last) in items.items()
-    ]
-    upsert(connection, iocs, rows, keys=["digest"], greatest=["last_seen"])
+    upsert_rows(
+        connection,
+        iocs,
+        ("digest", "type", "value", "registered_domain", "first_seen", "last_seen"),
+        [
+            (ioc_digest(kind, value), kind, value, base, first, last)
+            for (kind, value), (base, first, last) in items.items()
+        ],
+        keys=1,
+        greatest=["last_seen"],
+    )
     return find_ioc_ids(connection, items)
 
 

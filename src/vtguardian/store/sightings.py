@@ -6,19 +6,29 @@ transaction, so they always agree with the hourly rows, after a crash too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
 from vtguardian.store.schema import CLIENT_WORD_BITS, ioc_days, sightings, source_hours
-from vtguardian.store.upsert import upsert
+from vtguardian.store.upsert import upsert_rows
 
 SightingKey = tuple[int, int, str, datetime]  # ioc_id, client_id, source, hour
+K = TypeVar("K", bound=Hashable)
 
 
 def hour_bucket(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+# ioc_id, client_id, source, hour, hits, blocked, last_seen
+SightingRow = tuple[int, int, str, Any, int, int, Any]
+# ioc_id, client_id, source, day, hits, blocked, last_seen: one client's day of an IoC
+ClientDay = tuple[int, int, str, Any, int, int, Any]
+
+_SIGHTING_COLUMNS = ("ioc_id", "client_id", "source", "hour", "hits", "blocked", "last_seen")
 
 
 def add_sightings(
@@ -26,77 +36,89 @@ def add_sightings(
     counts: Mapping[SightingKey, tuple[int, int, datetime]],
 ) -> None:
     """Add ``(hits, blocked, last_seen)`` to each hourly row, creating it when new."""
-    rows = [
-        {
-            "ioc_id": ioc_id,
-            "client_id": client_id,
-            "source": source,
-            "hour": hour,
-            "hits": hits,
-            "blocked": blocked,
-            "last_seen": last_seen,
-        }
-        for (ioc_id, client_id, source, hour), (hits, blocked, last_seen) in counts.items()
-    ]
-    upsert(
+    rows = [(*key, *value) for key, value in counts.items()]
+    days = client_days(
+        ((ioc_id, client_id, source), hour, hits, blocked, last)
+        for ioc_id, client_id, source, hour, hits, blocked, last in rows
+    )
+    write_sightings(connection, rows, [(*key, day, *v) for (key, day), v in days.items()])
+
+
+def client_days(
+    hourly: Iterable[tuple[K, datetime, int, int, datetime]],
+) -> dict[tuple[K, datetime], list[Any]]:
+    """Hourly ``(key, hour, hits, blocked, last_seen)`` summed per key and UTC day, the
+    key naming one client's sightings of one IoC: what ``ioc_days`` adds up."""
+    days: dict[tuple[K, datetime], list[Any]] = {}
+    day_of: dict[datetime, datetime] = {}
+    for key, hour, hits, blocked, last_seen in hourly:
+        day = day_of.get(hour)
+        if day is None:
+            day = day_of[hour] = hour.replace(hour=0)
+        entry = days.get((key, day))
+        if entry is None:
+            days[(key, day)] = [hits, blocked, last_seen]
+        else:
+            entry[0] += hits
+            entry[1] += blocked
+            if last_seen > entry[2]:
+                entry[2] = last_seen
+    return days
+
+
+def write_sightings(
+    connection: Connection, rows: list[SightingRow], client_days: list[ClientDay]
+) -> None:
+    """Add hourly rows and the same counts per client and day to the rollups.
+
+    Dates may come as datetimes or, for SQLite, already as its stored text: a
+    large ingest prepares them in its parser processes.
+    """
+    upsert_rows(
         connection,
         sightings,
+        _SIGHTING_COLUMNS,
         rows,
-        keys=["ioc_id", "client_id", "source", "hour"],
+        keys=4,
         increment=["hits", "blocked"],
         greatest=["last_seen"],
     )
-    _roll_up(connection, counts)
-
-
-def _roll_up(
-    connection: Connection,
-    counts: Mapping[SightingKey, tuple[int, int, datetime]],
-) -> None:
-    days: dict[tuple[int, str, datetime, int], list] = {}
-    hours: dict[tuple[datetime, str], list[int]] = {}
-    for (ioc_id, client_id, source, hour), (hits, blocked, last_seen) in counts.items():
+    days: dict[tuple[int, str, Any, int], list[Any]] = {}
+    for ioc_id, client_id, source, day, hits, blocked, last_seen in client_days:
         word, bit = divmod(client_id, CLIENT_WORD_BITS)
-        key = (ioc_id, source, hour.replace(hour=0), word)
-        day = days.get(key)
-        if day is None:
+        key = (ioc_id, source, day, word)
+        entry = days.get(key)
+        if entry is None:
             days[key] = [1 << bit, hits, blocked, last_seen]
         else:
-            day[0] |= 1 << bit
-            day[1] += hits
-            day[2] += blocked
-            day[3] = max(day[3], last_seen)
-        total = hours.setdefault((hour, source), [0, 0])
-        total[0] += hits
-        total[1] += blocked
-    upsert(
+            entry[0] |= 1 << bit
+            entry[1] += hits
+            entry[2] += blocked
+            if last_seen > entry[3]:
+                entry[3] = last_seen
+    upsert_rows(
         connection,
         ioc_days,
-        [
-            {
-                "ioc_id": ioc_id,
-                "source": source,
-                "day": day,
-                "client_word": word,
-                "clients_mask": mask,
-                "hits": hits,
-                "blocked": blocked,
-                "last_seen": last_seen,
-            }
-            for (ioc_id, source, day, word), (mask, hits, blocked, last_seen) in days.items()
-        ],
-        keys=["ioc_id", "source", "day", "client_word"],
+        ("ioc_id", "source", "day", "client_word", "clients_mask", "hits", "blocked", "last_seen"),
+        [(*key, *value) for key, value in days.items()],
+        keys=4,
         increment=["hits", "blocked"],
         greatest=["last_seen"],
         bit_or=["clients_mask"],
     )
-    upsert(
+    hours: dict[tuple[Any, str], list[int]] = {}
+    for _ioc, _client, source, hour, hits, blocked, _last in rows:
+        total = hours.get((hour, source))
+        if total is None:
+            hours[(hour, source)] = [hits, blocked]
+        else:
+            total[0] += hits
+            total[1] += blocked
+    upsert_rows(
         connection,
         source_hours,
-        [
-            {"hour": hour, "source": source, "hits": hits, "blocked": blocked}
-            for (hour, source), (hits, blocked) in hours.items()
-        ],
-        keys=["hour", "source"],
+        ("hour", "source", "hits", "blocked"),
+        [(*key, *value) for key, value in hours.items()],
+        keys=2,
         increment=["hits", "blocked"],
     )

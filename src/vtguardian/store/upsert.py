@@ -8,6 +8,7 @@ one MariaDB cannot lose increments.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
@@ -35,28 +36,23 @@ def upsert(
     if not rows:
         return
     keys = list(keys)
-    ordered = sorted(rows, key=itemgetter(*keys))
-    if connection.dialect.name == "sqlite":
-        stmt = sqlite_insert(table)
-        new = stmt.excluded
-        updates = _updates(table, new, increment, replace, greatest, bit_or, sqlite=True)
-        stmt = (
-            stmt.on_conflict_do_update(index_elements=keys, set_=updates)
-            if updates
-            else stmt.on_conflict_do_nothing(index_elements=keys)
-        )
-    else:
-        stmt = mysql_insert(table)
-        new = stmt.inserted
-        updates = _updates(table, new, increment, replace, greatest, bit_or, sqlite=False)
-        if not updates:  # MySQL has no DO NOTHING: a self-assignment is the idiom.
-            first = keys[0]
-            updates = {first: table.c[first]}
-        stmt = stmt.on_duplicate_key_update(updates)
-    if len(ordered) < FAST_PATH_ROWS:
-        connection.execute(stmt, list(ordered))
+    if len(rows) < FAST_PATH_ROWS:
+        stmt = _statement(connection, table, keys, increment, replace, greatest, bit_or)
+        connection.execute(stmt, sorted(rows, key=itemgetter(*keys)))
         return
-    _execute_many(connection, table, stmt, ordered)
+    columns = [*keys, *(name for name in rows[0] if name not in keys)]
+    row_values = itemgetter(*columns)
+    upsert_rows(
+        connection,
+        table,
+        columns,
+        [row_values(row) for row in rows],
+        len(keys),
+        increment,
+        replace,
+        greatest,
+        bit_or,
+    )
 
 
 # Above this many rows the statement is compiled once and the rows handed straight to
@@ -64,40 +60,88 @@ def upsert(
 FAST_PATH_ROWS = 200
 
 
-def _execute_many(
-    connection: Connection, table: Table, stmt: Any, rows: Sequence[Mapping[str, Any]]
+def upsert_rows(
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    keys: int,
+    increment: Iterable[str] = (),
+    replace: Iterable[str] = (),
+    greatest: Iterable[str] = (),
+    bit_or: Iterable[str] = (),
 ) -> None:
-    """``executemany`` through the DBAPI, with the one conversion SQLAlchemy would do.
+    """:func:`upsert` of tuples in ``columns`` order whose first ``keys`` values are
+    the key, handed straight to the driver's ``executemany``.
 
     Every row must carry every NOT NULL column: Python-side column defaults are not
     applied on this path. SQLite stores DATETIME as text in SQLAlchemy's format
-    (``YYYY-MM-DD HH:MM:SS.ffffff``, which naive ``isoformat(" ", "microseconds")``
-    produces); MySQL drivers take datetimes as they are.
+    (``YYYY-MM-DD HH:MM:SS.ffffff``, what naive ``isoformat(" ", "microseconds")``
+    gives); dates may arrive as that text already, or as datetimes to convert.
+    MySQL drivers take datetimes as they are.
     """
-    names = list(rows[0].keys())
-    compiled = stmt.compile(dialect=connection.dialect, column_keys=names)
-    order = list(compiled.positiontup) if compiled.positional else names
-    sqlite = connection.dialect.name == "sqlite"
-    dates = {name for name in order if sqlite and isinstance(table.c[name].type, DateTime)}
-    if compiled.positional:
-        values = itemgetter(*order)
-        params: list[Any] = [values(row) for row in rows]
-        if len(order) == 1:
-            params = [(value,) for value in params]
-        date_indexes = [i for i, name in enumerate(order) if name in dates]
-        if date_indexes:
-            params = [_with_text_dates(row, date_indexes) for row in params]
+    if not rows:
+        return
+    columns = list(columns)
+    rows = sorted(rows, key=itemgetter(*range(keys)))
+    stmt = _statement(connection, table, columns[:keys], increment, replace, greatest, bit_or)
+    compiled = stmt.compile(dialect=connection.dialect, column_keys=columns)
+    params: list[Any]
+    if not compiled.positional:
+        params = [dict(zip(columns, row, strict=True)) for row in rows]
     else:
-        params = [dict(row) for row in rows]
+        order = list(compiled.positiontup)
+        if order != columns:
+            reorder = itemgetter(*(columns.index(name) for name in order))
+            rows = [reorder(row) for row in rows]  # type: ignore[misc]
+        params = rows
+        if connection.dialect.name == "sqlite":
+            params = _with_text_dates(table, order, rows)
     connection.exec_driver_sql(str(compiled), params)
 
 
-def _with_text_dates(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
-    values = list(row)
-    for index in indexes:
-        if values[index]:
-            values[index] = values[index].isoformat(" ", "microseconds")
-    return tuple(values)
+def _with_text_dates(table: Table, order: list[str], rows: list[tuple[Any, ...]]) -> list[Any]:
+    dates = [
+        i
+        for i, name in enumerate(order)
+        if isinstance(table.c[name].type, DateTime)
+        and isinstance(next((row[i] for row in rows if row[i] is not None), None), datetime)
+    ]
+    if not dates:
+        return rows
+    converted = []
+    for row in rows:
+        values = list(row)
+        for index in dates:
+            if values[index]:
+                values[index] = values[index].isoformat(" ", "microseconds")
+        converted.append(tuple(values))
+    return converted
+
+
+def _statement(
+    connection: Connection,
+    table: Table,
+    keys: list[str],
+    increment: Iterable[str],
+    replace: Iterable[str],
+    greatest: Iterable[str],
+    bit_or: Iterable[str],
+) -> Any:
+    if connection.dialect.name == "sqlite":
+        stmt = sqlite_insert(table)
+        updates = _updates(table, stmt.excluded, increment, replace, greatest, bit_or, sqlite=True)
+        return (
+            stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+            if updates
+            else stmt.on_conflict_do_nothing(index_elements=keys)
+        )
+    stmt = mysql_insert(table)
+    updates = _updates(table, stmt.inserted, increment, replace, greatest, bit_or, sqlite=False)
+    if not updates:  # MySQL has no DO NOTHING: a self-assignment is the idiom.
+        first = keys[0]
+        updates = {first: table.c[first]}
+    return stmt.on_duplicate_key_update(updates)
 
 
 def _updates(
