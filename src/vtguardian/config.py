@@ -151,7 +151,7 @@ class IngestSettings(_Section):
     # Lines per transaction: bigger is faster, smaller loses less work to a crash.
     batch_lines: PositiveInt = 50_000
     poll_seconds: PositiveFloat = 0.5
-    # One-off reads larger than this parse in a second process while the first stores.
+    # One-off reads larger than this are parsed by worker processes while this one stores.
     parallel_min_mb: NonNegativeFloat = 32.0
     # The sources `vtguardian ingest --follow` (and the daemon) follow when given no paths.
     sources: list[FollowedSource] = Field(default_factory=list)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from helpers import SHARED_DATA
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import ParseError
-from vtguardian.sources.batch import Batch, Totals, flush
+from vtguardian.sources.batch import Batch, Totals
+from vtguardian.sources.commit import flush
 from vtguardian.sources.ingest import parser_factory
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine

@@ -17,7 +17,8 @@ from sqlalchemy import Connection, Engine
 from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier
 from vtguardian.sources import offsets
-from vtguardian.sources.batch import Batch, Totals, flush
+from vtguardian.sources.batch import Batch, Totals
+from vtguardian.sources.commit import flush
 from vtguardian.sources.offsets import Offset
 
 SOURCE_KEY = "pihole-ftl"

@@ -4,7 +4,7 @@ A busy log has millions of lines but few distinct hours: the expensive part of a
 timestamp (date, hour, zone) is parsed once per hour and cached; only minutes
 and seconds are computed per line. Everything becomes a float Unix time (UTC),
 except Suricata's fixed-width stamps on the ingest path, which stay text until a
-batch is stored (see :func:`fast_stamp`).
+batch is prepared (see :func:`stamp_hour`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ from functools import lru_cache
 # Suricata's own fixed-width form, 2018-07-05T15:01:09.820360-0400. Two stamps of this
 # form with the same hour and zone compare as text exactly as they compare in time.
 _SURICATA_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:[0-5]\d:(?:[0-5]\d|60)\.\d{6}[+-]\d{4}")
+SURICATA_STAMP = _SURICATA_STAMP.fullmatch
 
 #: A moment as parsers hand it to a batch: Unix time, or a checked Suricata stamp.
 Stamp = float | str
+#: The hour of a stamp as a batch groups it: Unix time // 3600, or for a Suricata
+#: stamp its text up to the hour followed by its zone.
+HourKey = int | str
 
 
 class BadTimestamp(ValueError):
@@ -37,7 +41,7 @@ def _iso_hour(prefix: str, zone: str) -> float:
     return moment.timestamp()
 
 
-_FAST_HOURS: dict[str, float] = {}
+CHECKED_HOURS: dict[str, float] = {}
 
 
 def iso_epoch(text: str) -> float:
@@ -54,25 +58,30 @@ def _suricata_hour(text: str) -> float | None:
     if not (text.__class__ is str and len(text) == 31 and _SURICATA_STAMP.fullmatch(text)):
         return None
     key = text[:13] + text[26:]
-    hour = _FAST_HOURS.get(key)
+    hour = CHECKED_HOURS.get(key)
     if hour is None:
-        if len(_FAST_HOURS) > 100_000:  # only a fuzzer or a decade of logs gets here
-            _FAST_HOURS.clear()
-        hour = _FAST_HOURS[key] = _iso_hour(text[:13], text[26:])
+        if len(CHECKED_HOURS) > 100_000:  # only a fuzzer or a decade of logs gets here
+            CHECKED_HOURS.clear()
+        hour = CHECKED_HOURS[key] = _iso_hour(text[:13], text[26:])
     return hour
 
 
-def fast_stamp(text: str) -> Stamp:
-    """A checked Suricata stamp kept as text, any other timestamp as Unix time.
+def stamp_hour(value: object) -> tuple[Stamp, HourKey]:
+    """A timestamp and its hour key: a checked Suricata stamp kept as text, any other
+    ISO timestamp as Unix time.
 
     Keeping the text saves the float conversion on the ingest hot path: a batch
     groups by hour and keeps the largest text per group, and only that one is
-    converted, at flush. The stamp is fully checked here, so a bad one is still
-    an error of its own line.
+    converted, when the batch is prepared. The stamp is fully checked here, so a
+    bad one is still an error of its own line.
     """
-    if _suricata_hour(text) is not None:
-        return text
-    return _iso_epoch_any(text)
+    if value.__class__ is str and len(value) == 31 and SURICATA_STAMP(value):  # type: ignore[arg-type]
+        hour = value[:13] + value[26:]  # type: ignore[index]
+        if hour not in CHECKED_HOURS:
+            _suricata_hour(value)  # type: ignore[arg-type]
+        return value, hour  # type: ignore[return-value]
+    epoch = _iso_epoch_any(value)  # type: ignore[arg-type]
+    return epoch, int(epoch // 3600)
 
 
 def stamp_epoch(stamp: Stamp) -> float:

@@ -1,0 +1,135 @@
+"""Storing a prepared batch and its checkpoint in one transaction.
+
+Sightings, new IoCs and clients, the lookup queue, IDS alerts, bad-input
+records and the source offset commit together, so a crash at any point resumes
+from exactly what was stored: nothing lost, nothing counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, insert, select
+
+from vtguardian.clock import utcnow
+from vtguardian.intel import queue
+from vtguardian.iocs import Classifier
+from vtguardian.sources.batch import Batch, Totals
+from vtguardian.sources.prepare import IocKey, Prepared, prepare
+from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.entities import ensure_clients, ensure_iocs
+from vtguardian.store.schema import ids_alerts, ingest_errors, verdicts
+from vtguardian.store.sightings import write_sightings
+
+Checkpoint = Callable[[Connection], None]
+
+
+def flush(
+    engine: Engine,
+    batch: Batch,
+    classifier: Classifier,
+    totals: Totals,
+    checkpoint: Checkpoint | None = None,
+) -> None:
+    """Prepare and store a batch in this process."""
+    store(engine, prepare(batch, classifier, text_dates(engine)), totals, checkpoint)
+
+
+def text_dates(engine: Engine) -> bool:
+    """Whether batches for ``engine`` carry dates as SQLite's stored text."""
+    return engine.dialect.name == "sqlite"
+
+
+def store(
+    engine: Engine,
+    prepared: Prepared,
+    totals: Totals,
+    checkpoint: Checkpoint | None = None,
+) -> None:
+    """Store a prepared batch and its checkpoint (source offset) atomically, then count it."""
+    now = utcnow()
+
+    def work(connection: Connection) -> None:
+        ioc_ids = ensure_iocs(connection, prepared.iocs)
+        client_ids = ensure_clients(connection, prepared.clients)
+        source = prepared.source
+        write_sightings(
+            connection,
+            [
+                (ioc_ids[ioc], client_ids[client], source, hour, hits, blocked, last)
+                for ioc, client, hour, hits, blocked, last in prepared.sightings
+            ],
+            [
+                (ioc_ids[ioc], client_ids[client], source, day, hits, blocked, last)
+                for ioc, client, day, hits, blocked, last in prepared.client_days
+            ],
+        )
+        _queue(connection, prepared, ioc_ids, now)
+        if prepared.alerts:
+            connection.execute(
+                insert(ids_alerts),
+                [
+                    {
+                        **row,
+                        "client_id": client_ids.get(client),
+                        "ioc_id": ioc_ids.get(ioc) if ioc else None,
+                    }
+                    for row, client, ioc in prepared.alerts
+                ],
+            )
+        if prepared.errors:
+            connection.execute(
+                insert(ingest_errors),
+                [
+                    {
+                        "source": prepared.source,
+                        "path": e.path[-1024:],
+                        "position": e.position,
+                        "reason": e.reason,
+                        "sample": e.sample,
+                        "created_at": now,
+                    }
+                    for e in prepared.errors
+                ],
+            )
+        if checkpoint is not None:
+            checkpoint(connection)
+
+    run_in_transaction(engine, work)
+    totals.lines += prepared.lines
+    totals.events += prepared.events
+    totals.seen.update(prepared.iocs)
+    totals.iocs = len(totals.seen)
+    totals.sightings += prepared.hits
+    totals.skipped_private += prepared.skipped
+    totals.invalid += prepared.invalid
+    totals.errors += len(prepared.errors)
+
+
+def _queue(
+    connection: Connection,
+    prepared: Prepared,
+    ioc_ids: dict[IocKey, int],
+    now: datetime,
+) -> None:
+    """Queue every IoC of the batch without a fresh answer, alerted ones first."""
+    if not prepared.queue:
+        return
+    wanted = {ioc_ids[ioc]: counts for ioc, counts in prepared.queue.items()}
+    alerted_ids = {ioc_ids[i] for i in prepared.alerted if i in ioc_ids}
+    known = set(
+        connection.execute(
+            select(verdicts.c.ioc_id).where(verdicts.c.ioc_id.in_(list(wanted)))
+        ).scalars()
+    )
+    requests = []
+    for ioc_id, (clients, hits) in wanted.items():
+        if ioc_id in alerted_ids:
+            tier, reason = queue.TIER_ALERT, "ids-alert"
+        elif ioc_id in known:
+            tier, reason = queue.TIER_RECHECK, "recheck"
+        else:
+            tier, reason = queue.TIER_NEW, "new"
+        requests.append(queue.QueueRequest(ioc_id, tier, clients, hits, reason))
+    queue.enqueue(connection, requests, now)

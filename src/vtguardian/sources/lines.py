@@ -1,0 +1,144 @@
+"""Splitting a log into lines and feeding them to a parser, batch by batch.
+
+Real logs end in a line still being written (left for the next read unless the
+file is complete) and sometimes hold lines too long to be log lines (recorded
+and skipped, never loaded whole). A read can be bounded to the lines that
+*start* before a byte position, so several processes can each parse a segment
+of one file and together cover every line exactly once.
+"""
+
+from __future__ import annotations
+
+import gzip
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate
+from typing import Any, BinaryIO
+
+from vtguardian.sources.base import LineParser, ParseError
+from vtguardian.sources.batch import Batch
+
+MAX_LINE = 1 << 20
+CHUNK_BYTES = 1 << 22
+
+Parsed = tuple[Batch, int, Any]  # a batch, the position after it, the parser state there
+
+
+def open_log(path: str) -> BinaryIO:
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def parse_batches(
+    handle: BinaryIO,
+    path: str,
+    parser: LineParser,
+    position: int,
+    final: bool,
+    batch_lines: int,
+    end: int | None = None,
+) -> Iterator[Parsed]:
+    """Lines from ``position`` into batches of ``batch_lines``.
+
+    A partial last line is left for the next read unless the file is ``final``.
+    With ``end``, only lines starting before it are read; the last batch's
+    position is then the start of the first line at or after ``end``.
+    """
+    handle.seek(position)
+    limit = end if end is not None else float("inf")
+    batch = Batch(parser.source)
+    feed = parser.feed
+    feed_block = getattr(parser, "feed_block", None)
+    pending = b""
+    while position < limit:
+        chunk = handle.read(CHUNK_BYTES)
+        if not chunk:
+            if pending and final:  # a last line without a newline, in a complete file
+                batch.lines += 1
+                try:
+                    feed(pending.rstrip(b"\r"), batch)
+                except ParseError as exc:
+                    batch.bad(path, position, str(exc), pending)
+                position += len(pending)
+            break
+        lines = (pending + chunk if pending else chunk).split(b"\n")
+        pending = lines.pop()  # no newline yet: the start of the next line
+        index = 0
+        while index < len(lines) and position < limit:
+            group = lines[index : index + batch_lines - batch.lines]
+            taken, length = (
+                _block(feed_block, group, batch, path, position, limit) if feed_block else (0, 0)
+            )
+            if taken:
+                position += length
+                batch.lines += taken
+                index += taken
+            else:  # one line at a time: blank, overlong and broken lines are handled here
+                line = lines[index]
+                index += 1
+                line_start = position
+                position += len(line) + 1
+                batch.lines += 1
+                if len(line) > MAX_LINE:
+                    batch.bad(path, line_start, "line longer than 1 MiB", line)
+                elif line.endswith(b"\r"):
+                    line = line[:-1]
+                if line and len(line) <= MAX_LINE:
+                    try:
+                        feed(line, batch)
+                    except ParseError as exc:
+                        batch.bad(path, line_start, str(exc), line)
+            if batch.lines >= batch_lines:
+                yield batch, position, parser.state()
+                batch = Batch(parser.source)
+        if index < len(lines):
+            break  # the segment ends here
+        if len(pending) > MAX_LINE and position < limit:
+            batch.bad(path, position, "line longer than 1 MiB", pending)
+            batch.lines += 1
+            position += len(pending) + skip_line(handle)
+            pending = b""
+    yield batch, position, parser.state()
+
+
+# Shorter runs (a few lines appended to a followed log, the tail of a segment) go
+# line by line: setting up a block would cost more than it saves.
+MIN_BLOCK = 64
+
+
+def _block(
+    feed_block: Any, group: list[bytes], batch: Batch, path: str, position: int, limit: float
+) -> tuple[int, int]:
+    """Feed the lines of ``group`` to the parser in one call; returns how many lines
+    it took and their length in bytes with newlines, (0, 0) to feed them singly.
+
+    The block stops before the first line starting at or after ``limit``; a group
+    with an overlong line is left to the single-line path, which records it.
+    """
+    if len(group) < MIN_BLOCK or max(map(len, group)) > MAX_LINE:
+        return 0, 0
+    ends = list(accumulate(map(len, group)))
+    if position + ends[-1] + len(group) > limit:
+        # line k starts at position + ends[k - 1] + k: keep those starting before limit
+        later = bisect_left(range(1, len(group)), limit, key=lambda k: position + ends[k - 1] + k)
+        group = group[: later + 1]
+        if len(group) < MIN_BLOCK:
+            return 0, 0
+
+    def bad(index: int, reason: str) -> None:
+        start = position + (ends[index - 1] + index if index else 0)
+        batch.bad(path, start, reason, group[index])
+
+    feed_block(group, batch, bad)
+    return len(group), ends[len(group) - 1] + len(group)
+
+
+def skip_line(handle: BinaryIO) -> int:
+    """Discard the rest of the current line, however long; returns the bytes skipped."""
+    skipped = 0
+    while True:
+        chunk = handle.readline(MAX_LINE)
+        skipped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped
