@@ -1,0 +1,175 @@
+"""The ingest's fast paths: lines fed to the parser in blocks, and files cut into
+byte segments parsed side by side by worker processes.
+
+Both must see exactly what feeding one line at a time sees: every line once, every
+bad line recorded at its own byte offset, whatever the block or segment edges.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from helpers import SHARED_DATA
+from vtguardian.iocs import Classifier
+from vtguardian.sources.base import ParseError
+from vtguardian.sources.batch import Batch
+from vtguardian.sources.lines import MAX_LINE, parse_batches
+from vtguardian.sources.offsets import Offset
+from vtguardian.sources.prepare import prepare
+from vtguardian.sources.suricata import SuricataParser
+from vtguardian.sources.workers import prepared_in_workers
+
+REAL_EVENTS = [
+    line
+    for name in ("tenzir-ctu13-eve-sample.json", "output-eve-fileinfo.expected.eve.json")
+    for line in (SHARED_DATA / "suricata" / name).read_bytes().splitlines()
+    if line.strip()
+]
+
+BAD_LINES = {
+    b'{"timestamp": "2024-05-01T10:15:00.123456+0000", "event_type": "dns", "dns": {': "invalid",
+    b"\xff\xfe garbage \x00\x01": "invalid",
+    b'{"timestamp": "2024-05-01T10:15:00.123456+0000", "event_type": "dns", "dns": "x"}': "type",
+    b'{"timestamp": "2024-05-01T25:15:00.123456+0000", "event_type": "tls", "tls": {}}': "stamp",
+    b'{"timestamp": "2024-05-01T10:15:00.123456+0000", "event_type": "tls", "tls": {"sni": 5}}': (
+        "type"
+    ),
+    b"[1, 2, 3]": "type",
+    b"   ": "invalid",
+}
+
+
+def _query(n: int) -> bytes:
+    return orjson.dumps(
+        {
+            "timestamp": f"2024-05-01T{n % 24:02d}:15:00.123456+0200",
+            "event_type": "dns",
+            "src_ip": f"192.168.1.{n % 7}",
+            "dns": {"type": "query", "rrname": f"host{n % 41}.example.com"},
+        }
+    )
+
+
+def _mixed_file(lines: int, seed: int) -> tuple[bytes, list[int]]:
+    """Real events and generated queries with every kind of bad line spread through,
+    some blank and CRLF lines; returns the bytes and the offsets of the bad lines."""
+    content = bytearray()
+    bad_offsets = []
+    bad = list(BAD_LINES)
+    for n in range(lines):
+        pick = (n * 7919 + seed) % 97
+        if pick < len(bad):
+            bad_offsets.append(len(content))
+            content += bad[pick] + b"\n"
+        elif pick == 50:
+            content += b"\n"
+        elif pick == 51:
+            content += _query(n) + b"\r\n"
+        elif pick < 70:
+            content += REAL_EVENTS[n % len(REAL_EVENTS)] + b"\n"
+        else:
+            content += _query(n) + b"\n"
+    return bytes(content), bad_offsets
+
+
+def _line_by_line(content: bytes) -> tuple[Counter, list[tuple[int, str]], int]:
+    """The reference: one ``feed`` per line, offsets counted here."""
+    parser, batch = SuricataParser(), Batch("suricata")
+    position = 0
+    for line in content.split(b"\n")[:-1]:
+        text = line[:-1] if line.endswith(b"\r") else line
+        if text:
+            try:
+                parser.feed(text, batch)
+            except ParseError as exc:
+                batch.bad("eve.json", position, str(exc), text)
+        position += len(line) + 1
+    return _hits(batch.counts), [(e.position, e.reason) for e in batch.errors], batch.events
+
+
+def _hits(counts: dict) -> Counter:
+    return Counter({key: entry[0] for key, entry in counts.items()})
+
+
+@pytest.mark.parametrize("batch_lines", [70, 333, 100_000])
+def test_blocks_see_what_single_lines_see(batch_lines):
+    content, bad_offsets = _mixed_file(3_000, seed=batch_lines)
+    expected_hits, expected_errors, expected_events = _line_by_line(content)
+    assert [offset for offset, _ in expected_errors] == bad_offsets
+
+    hits, errors, events, lines = Counter(), [], 0, 0
+    batches = parse_batches(io.BytesIO(content), "eve.json", SuricataParser(), 0, True, batch_lines)
+    for batch, _position, _state in batches:
+        hits.update(_hits(batch.counts))
+        errors += [(e.position, e.reason) for e in batch.errors]
+        events += batch.events
+        lines += batch.lines
+    assert lines == content.count(b"\n")
+    assert errors == expected_errors
+    assert hits == expected_hits and events == expected_events
+    want = {
+        "invalid": ("invalid JSON",),
+        "type": ("field type", "expected text"),
+        "stamp": ("timestamp",),
+    }
+    for offset, reason in errors:
+        kind = BAD_LINES[content[offset:].split(b"\n")[0]]
+        assert any(words in reason for words in want[kind]), (offset, reason)
+
+
+@pytest.mark.parametrize("segment_bytes", [997, 60_000, 250_000, 1 << 30])
+def test_segments_in_worker_processes_cover_every_line_once(tmp_path: Path, segment_bytes):
+    content, bad_offsets = _mixed_file(4_000, seed=segment_bytes)
+    # an overlong line that crosses several segment edges, then more lines
+    overlong_at = len(content)
+    content += b'{"x": "' + b"a" * (MAX_LINE + 5_000) + b'"}\n'
+    tail, tail_bad = _mixed_file(500, seed=3)
+    content += tail
+    bad_offsets += [overlong_at] + [len(content) - len(tail) + o for o in tail_bad]
+    path = tmp_path / "eve.json"
+    path.write_bytes(content)
+
+    expected_hits, expected_errors, expected_events = _line_by_line(content)
+    classifier = Classifier()
+    positions, errors, lines, events, sightings = [], [], 0, 0, Counter()
+    for prepared, position, _state in prepared_in_workers(
+        lambda _path: SuricataParser(),
+        classifier,
+        str(path),
+        Offset(),
+        len(content),
+        batch_lines=400,
+        segment_bytes=segment_bytes,
+        text_dates=True,
+        workers=3,
+    ):
+        positions.append(position)
+        errors += [(e.position, e.reason) for e in prepared.errors]
+        lines += prepared.lines
+        events += prepared.events
+        for ioc, client, hour, hits, _blocked, _last in prepared.sightings:
+            sightings[(ioc, client, hour)] += hits
+    assert positions == sorted(positions) and positions[-1] == len(content)
+    assert lines == content.count(b"\n")
+    assert [offset for offset, _ in errors] == bad_offsets
+    assert dict(errors)[overlong_at] == "line longer than 1 MiB"
+    assert [e for e in errors if e[0] != overlong_at] == expected_errors
+    assert events == expected_events
+    single = Counter()
+    for ioc, client, hour, hits, _b, _l in _prepared_hits(expected_hits, classifier):
+        single[(ioc, client, hour)] += hits
+    assert sightings == single
+
+
+def _prepared_hits(hits: Counter, classifier: Classifier) -> list:
+    """The reference counts, prepared in this process."""
+    batch = Batch("suricata")
+    for (kind, raw, client, hour), count in hits.items():
+        stamp = f"{hour[:13]}:00:00.000000{hour[13:]}" if isinstance(hour, str) else hour * 3600.0
+        batch.counts[(kind, raw, client, hour)] = [count, 0, stamp]
+    return prepare(batch, classifier, text_dates=True).sightings
