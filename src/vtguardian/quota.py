@@ -80,28 +80,19 @@ class QuotaScheduler:
 
     def try_reserve(self, now: datetime | None = None) -> float:
         """Count one request and return 0, or return the seconds to wait and count nothing."""
-        return run_in_transaction(self.engine, lambda c: self._reserve(c, now or utcnow()))
+        return run_in_transaction(self.engine, lambda c: self._reserve(c, now))
 
-    def _reserve(self, connection: Connection, now: datetime) -> float:
+    def _reserve(self, connection: Connection, fixed_now: datetime | None) -> float:
+        locked_day = day_start(fixed_now or utcnow())
+        day_used = self._lock_day(connection, locked_day)
+        # Stamp the request only once the lock is held: time spent queueing for it
+        # would otherwise make the send look older than it is, and the service
+        # counts it from its arrival.
+        now = fixed_now or utcnow()
         day, month = day_start(now), month_start(now)
+        if day != locked_day:  # midnight passed while waiting
+            day_used = self._lock_day(connection, day)
         key = {"provider": self.provider}
-        # Lock the day counter: every reservation of this provider queues on it.
-        upsert(
-            connection,
-            quota_usage,
-            [{**key, "window": "day", "window_start": day, "used": 0}],
-            keys=["provider", "window", "window_start"],
-            increment=["used"],
-        )
-        day_used = connection.execute(
-            select(quota_usage.c.used)
-            .where(
-                quota_usage.c.provider == self.provider,
-                quota_usage.c.window == "day",
-                quota_usage.c.window_start == day,
-            )
-            .with_for_update()
-        ).scalar_one()
         paused = connection.execute(
             select(provider_state.c.paused_until).where(provider_state.c.provider == self.provider)
         ).scalar()
@@ -134,6 +125,25 @@ class QuotaScheduler:
             )
         )
         return 0.0
+
+    def _lock_day(self, connection: Connection, day: datetime) -> int:
+        """Lock the day counter, which every reservation of this provider queues on."""
+        upsert(
+            connection,
+            quota_usage,
+            [{"provider": self.provider, "window": "day", "window_start": day, "used": 0}],
+            keys=["provider", "window", "window_start"],
+            increment=["used"],
+        )
+        return connection.execute(
+            select(quota_usage.c.used)
+            .where(
+                quota_usage.c.provider == self.provider,
+                quota_usage.c.window == "day",
+                quota_usage.c.window_start == day,
+            )
+            .with_for_update()
+        ).scalar_one()
 
     def _used(self, connection: Connection, window: str, start: datetime) -> int:
         # int(): MySQL's SUM is a DECIMAL, which JSON output and arithmetic must not see.

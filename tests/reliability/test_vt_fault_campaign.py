@@ -43,7 +43,7 @@ def test_every_ioc_answered_once_under_faults_within_the_quota(name, engine, db_
     settings = settings_for(
         db_url,
         vt_emulator.url,
-        virustotal={"minute_seconds": 1, "safety_seconds": 0.1, "per_minute": 10,
+        virustotal={"minute_seconds": 1, "safety_seconds": 0.3, "per_minute": 10,
                     "timeout_seconds": 0.3},
         queue={"retry_base_seconds": 0.05},
     )  # fmt: skip
