@@ -145,7 +145,6 @@ def test_segments_in_worker_processes_cover_every_line_once(tmp_path: Path, segm
         len(content),
         batch_lines=400,
         segment_bytes=segment_bytes,
-        text_dates=True,
         workers=3,
     ):
         positions.append(position)
@@ -171,5 +170,5 @@ def _prepared_hits(hits: Counter, classifier: Classifier) -> list:
     batch = Batch("suricata")
     for (kind, raw, client, hour), count in hits.items():
         stamp = f"{hour[:13]}:00:00.000000{hour[13:]}" if isinstance(hour, str) else hour * 3600.0
-        batch.counts[(kind, raw, client, hour)] = [count, 0, stamp]
-    return prepare(batch, classifier, text_dates=True).sightings
+        batch.counts[(kind, raw, client, hour)] = [count, 0, stamp, stamp]
+    return prepare(batch, classifier).sightings

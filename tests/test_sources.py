@@ -248,7 +248,8 @@ def test_suricata_stamps_across_zones_and_out_of_order(engine, tmp_path):
         ("2024-05-01T13:50:00.000000+0200", True),  # 11:50Z
         ("2024-05-01T13:05:00.000000+0200", True),  # 11:05Z, earlier, read later
         ("2024-05-01T11:20:00.999999+0000", True),  # 11:20Z, same UTC hour, other zone
-        ("2024-05-01T07:55:30.000000-0400", True),  # 11:55:30Z, the real last
+        ("2024-05-01T07:55:30.000000-0400", True),  # 11:55:30Z
+        ("2024-05-01T17:26:00.250000+0530", True),  # 11:56:00.25Z, half-hour zone, the last
         ("2024-05-01T13:7x:00.000000+0200", False),  # broken minutes
         ("2024-05-01T13:70:00.000000+0200", False),  # minute out of range
         ("2024-13-01T13:10:00.000000+0200", False),  # month 13
@@ -256,16 +257,21 @@ def test_suricata_stamps_across_zones_and_out_of_order(engine, tmp_path):
     body = b"".join(_eve("dns", timestamp=stamp, **query, dns=dns) for stamp, _ok in lines)
     path.write_bytes(body)
     totals = ingest(engine, "suricata", path)
-    assert (totals.events, totals.errors) == (4, 3)
+    assert (totals.events, totals.errors) == (5, 3)
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT s.hour, s.hits, s.last_seen FROM sightings s")).all()
+        span = connection.execute(text("SELECT first_seen, last_seen FROM iocs")).one()
         errors = (
             connection.execute(text("SELECT position FROM ingest_errors ORDER BY position"))
             .scalars()
             .all()
         )
     assert [(as_naive_utc(h), n, as_naive_utc(last)) for h, n, last in rows] == [
-        (datetime(2024, 5, 1, 11), 4, datetime(2024, 5, 1, 11, 55, 30))
+        (datetime(2024, 5, 1, 11), 5, datetime(2024, 5, 1, 11, 56, 0, 250000))
+    ]
+    assert [as_naive_utc(moment) for moment in span] == [
+        datetime(2024, 5, 1, 11, 5),
+        datetime(2024, 5, 1, 11, 56, 0, 250000),
     ]
     starts = [m.start() for m in re.finditer(rb"^", body, re.M)][: len(lines)]
     assert errors == [start for start, (_s, ok) in zip(starts, lines, strict=True) if not ok]

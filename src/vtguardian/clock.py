@@ -9,6 +9,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def day_start(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def from_unix(seconds: float | int | None) -> datetime | None:
     """VirusTotal's integer ``*_date`` attributes as stored datetimes."""
     if seconds is None:

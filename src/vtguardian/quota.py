@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, func, select, update
 
-from vtguardian.clock import utcnow
+from vtguardian.clock import day_start, utcnow
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.schema import provider_state, quota_usage
 from vtguardian.store.upsert import upsert
@@ -51,10 +51,6 @@ class Usage:
             "day": max(0, self.budget.per_day - self.day),
             "month": max(0, self.budget.per_month - self.month),
         }
-
-
-def day_start(moment: datetime) -> datetime:
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def month_start(moment: datetime) -> datetime:

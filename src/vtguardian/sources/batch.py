@@ -14,6 +14,8 @@ from vtguardian.sources.timeparse import HourKey, Stamp
 
 # kind hint (or "" to detect), raw value, client, hour (see timeparse.HourKey)
 RawKey = tuple[str, str, str, HourKey]
+# Batch.counts values: [hits, blocked, last stamp, first stamp]. Logs are nearly in
+# time order, so the first stamp is only compared when a line is not the latest.
 
 
 @dataclass(slots=True)
@@ -84,12 +86,14 @@ class Batch:
         key = (kind, raw, client, hour)
         entry = self.counts.get(key)
         if entry is None:
-            self.counts[key] = [hits, blocked, ts]
+            self.counts[key] = [hits, blocked, ts, ts]
         else:
             entry[0] += hits
             entry[1] += blocked
             if ts > entry[2]:
                 entry[2] = ts
+            elif ts < entry[3]:
+                entry[3] = ts
 
     def see_at(self, kind: str, raw: str, client: str, hour: HourKey, ts: Stamp) -> None:
         """:meth:`see` for one allowed hit whose hour key the parser already has:
@@ -97,11 +101,13 @@ class Batch:
         key = (kind, raw, client, hour)
         entry = self.counts.get(key)
         if entry is None:
-            self.counts[key] = [1, 0, ts]
+            self.counts[key] = [1, 0, ts, ts]
         else:
             entry[0] += 1
             if ts > entry[2]:
                 entry[2] = ts
+            elif ts < entry[3]:
+                entry[3] = ts
 
     def alert(self, alert: IdsAlert) -> None:
         self.alerts.append(alert)

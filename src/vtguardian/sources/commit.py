@@ -33,12 +33,7 @@ def flush(
     checkpoint: Checkpoint | None = None,
 ) -> None:
     """Prepare and store a batch in this process."""
-    store(engine, prepare(batch, classifier, text_dates(engine)), totals, checkpoint)
-
-
-def text_dates(engine: Engine) -> bool:
-    """Whether batches for ``engine`` carry dates as SQLite's stored text."""
-    return engine.dialect.name == "sqlite"
+    store(engine, prepare(batch, classifier), totals, checkpoint)
 
 
 def store(

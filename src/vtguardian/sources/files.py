@@ -20,7 +20,7 @@ from vtguardian.iocs import Classifier
 from vtguardian.sources import offsets
 from vtguardian.sources.base import LineParser, ParseError
 from vtguardian.sources.batch import Totals
-from vtguardian.sources.commit import store, text_dates
+from vtguardian.sources.commit import store
 from vtguardian.sources.lines import open_log, parse_batches
 from vtguardian.sources.offsets import Offset
 from vtguardian.sources.prepare import Prepared, prepare
@@ -132,13 +132,12 @@ class FileReader:
                 size,
                 lines,
                 segment_bytes=lines * SEGMENT_BYTES_PER_LINE,
-                text_dates=text_dates(self.engine),
             )
         else:
             parser = self.make_parser(path)
             parser.restore(start.state)
             ready = (
-                (prepare(batch, self.classifier, text_dates(self.engine)), position, state)
+                (prepare(batch, self.classifier), position, state)
                 for batch, position, state in parse_batches(
                     handle, path, parser, start.position, final, self.batch_lines
                 )

@@ -9,14 +9,21 @@ that owns the database connection only writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.sources.batch import BadInput, Batch
-from vtguardian.sources.timeparse import HourKey, hour_epoch, stamp_epoch, to_datetime
+from vtguardian.sources.timeparse import (
+    HourKey,
+    day_text,
+    hour_text,
+    stamp_epoch,
+    stamp_text,
+    to_datetime,
+    utc_hour_text,
+)
 from vtguardian.store.sightings import client_days
 
 IocKey = tuple[str, str]  # IoC type, normalised value
@@ -26,8 +33,9 @@ IocKey = tuple[str, str]  # IoC type, normalised value
 class Prepared:
     """A batch as rows keyed by IoC and client address; ids are added when stored.
 
-    Dates in ``iocs``, ``sightings`` and ``client_days`` are ready for the database: SQLite's
-    stored text when the batch was prepared for SQLite, datetimes otherwise.
+    Dates in ``iocs``, ``sightings`` and ``client_days`` are naive UTC text, as
+    SQLite stores them and MySQL reads them (see :func:`timeparse.stamp_text`):
+    neither the worker nor the writer builds a datetime per row.
     """
 
     source: str
@@ -37,11 +45,11 @@ class Prepared:
     invalid: int = 0
     hits: int = 0
     #: ioc -> (registered domain, first seen, last seen) within the batch
-    iocs: dict[IocKey, tuple[str | None, Any, Any]] = field(default_factory=dict)
+    iocs: dict[IocKey, tuple[str | None, str, str]] = field(default_factory=dict)
     #: (ioc, client, hour, hits, blocked, last seen)
-    sightings: list[tuple[IocKey, str, Any, int, int, Any]] = field(default_factory=list)
+    sightings: list[tuple[IocKey, str, str, int, int, str]] = field(default_factory=list)
     #: (ioc, client, day, hits, blocked, last seen): the same counts per day
-    client_days: list[tuple[IocKey, str, Any, int, int, Any]] = field(default_factory=list)
+    client_days: list[tuple[IocKey, str, str, int, int, str]] = field(default_factory=list)
     #: client address -> (name, last seen)
     clients: dict[str, tuple[str | None, datetime]] = field(default_factory=dict)
     #: ioc -> (distinct clients, hits) for the lookup queue
@@ -52,45 +60,39 @@ class Prepared:
     errors: list[BadInput] = field(default_factory=list)
 
 
-def prepare(batch: Batch, classifier: Classifier, text_dates: bool = False) -> Prepared:
-    """Classify and merge ``batch``; private and invalid values are only counted.
+# What a raw value resolves to when it is not an eligible IoC.
+_INVALID, _SKIPPED = "invalid", "skipped"
 
-    ``text_dates`` lays dates out as SQLite stores them, so the process that
-    writes does not have to convert them.
-    """
+
+def prepare(batch: Batch, classifier: Classifier) -> Prepared:
+    """Classify and merge ``batch``; private and invalid values are only counted."""
     out = Prepared(batch.source, lines=batch.lines, events=batch.events, errors=batch.errors)
-    resolved: dict[tuple[str, str], IocKey | None] = {}
-    invalid_values: set[tuple[str, str]] = set()
-    hours: dict[HourKey, datetime] = {}
-    merged: dict[tuple[IocKey, str, datetime], list[Any]] = {}
-    spans: dict[IocKey, list[datetime]] = {}
+    resolved: dict[tuple[str, str], IocKey | str] = {}
+    prefixes: dict[HourKey, str] = {}
+    # (ioc, client, UTC hour prefix) -> [hits, blocked, last seen]: raw keys that
+    # name the same IoC, or hours of two zones that are one UTC hour, merge here.
+    merged: dict[tuple[IocKey, str, str], list[Any]] = {}
+    spans: dict[IocKey, list[str]] = {}
     registered: dict[IocKey, str | None] = {}
-    for (kind, raw, client, hour), (hits, blocked, last) in batch.counts.items():
-        if (kind, raw) in resolved:
-            ioc = resolved[(kind, raw)]
-        else:
-            result = (
-                classifier.classify_as(raw, IocType(kind)) if kind else classifier.classify(raw)
-            )
-            ioc = None
-            if result.type is None or result.value is None:
-                invalid_values.add((kind, raw))
-            elif result.eligible:
-                ioc = (result.type.value, result.value)
-                registered[ioc] = result.registered_domain
-            resolved[(kind, raw)] = ioc
+    for (kind, raw, client, hour), (hits, blocked, last, first) in batch.counts.items():
+        ioc = resolved.get((kind, raw))
         if ioc is None:
-            if (kind, raw) in invalid_values:
+            ioc = resolved[(kind, raw)] = _resolve(classifier, kind, raw, registered)
+        if ioc.__class__ is str:
+            if ioc is _INVALID:
                 out.invalid += hits
             else:
                 out.skipped += hits
             continue
         out.hits += hits
-        when = to_datetime(stamp_epoch(last))
-        start = hours.get(hour)
-        if start is None:
-            start = hours[hour] = to_datetime(hour_epoch(hour) * 3600)
-        key = (ioc, client, start)
+        prefix = prefixes.get(hour)
+        if prefix is None:
+            prefix = prefixes[hour] = utc_hour_text(hour)
+        if last.__class__ is str and last[17:19] != "60":
+            when = prefix + last[13:26]  # inline stamp_text: once per sighting key
+        else:
+            when = stamp_text(last, prefix)
+        key = (ioc, client, prefix)
         entry = merged.get(key)
         if entry is None:
             merged[key] = [hits, blocked, when]
@@ -99,20 +101,19 @@ def prepare(batch: Batch, classifier: Classifier, text_dates: bool = False) -> P
             entry[1] += blocked
             if when > entry[2]:
                 entry[2] = when
+        since = when if first is last else stamp_text(first, prefix)
         span = spans.get(ioc)
         if span is None:
-            spans[ioc] = [when, when]
-        elif when < span[0]:
-            span[0] = when
-        elif when > span[1]:
-            span[1] = when
-    as_db = _db_dates(text_dates)
-    out.iocs = {
-        ioc: (registered[ioc], as_db(span[0]), as_db(span[1])) for ioc, span in spans.items()
-    }
-    _lay_out_rows(out, merged, text_dates)
+            spans[ioc] = [since, when]
+        else:
+            if since < span[0]:
+                span[0] = since
+            if when > span[1]:
+                span[1] = when
+    out.iocs = {ioc: (registered[ioc], first, last) for ioc, (first, last) in spans.items()}
+    _lay_out_rows(out, merged)
     _lay_out_clients_and_queue(out, merged, batch)
-    out.alerted = {resolved.get(k) for k in batch.alerted} - {None}  # type: ignore[assignment]
+    out.alerted = {ioc for k in batch.alerted if (ioc := resolved.get(k)).__class__ is tuple}  # type: ignore[misc]
     for alert in batch.alerts:
         row = {
             "ts": to_datetime(stamp_epoch(alert.ts)),
@@ -127,52 +128,52 @@ def prepare(batch: Batch, classifier: Classifier, text_dates: bool = False) -> P
             "dest_port": alert.dest_port,
             "proto": alert.proto,
         }
-        out.alerts.append((row, alert.client, resolved.get((alert.ioc_kind, alert.ioc_raw or ""))))
+        ioc = resolved.get((alert.ioc_kind, alert.ioc_raw or ""))
+        out.alerts.append((row, alert.client, ioc if ioc.__class__ is tuple else None))  # type: ignore[arg-type]
         if alert.client not in out.clients:
             out.clients[alert.client] = (batch.client_names.get(alert.client), row["ts"])
     return out
 
 
-def _lay_out_rows(
-    out: Prepared, merged: dict[tuple[IocKey, str, datetime], list[Any]], text_dates: bool
-) -> None:
-    """Hourly rows and per-day rows, with dates as the database takes them."""
+def _resolve(
+    classifier: Classifier, kind: str, raw: str, registered: dict[IocKey, str | None]
+) -> IocKey | str:
+    """The IoC a raw value names, or why it names none."""
+    result = classifier.classify_as(raw, IocType(kind)) if kind else classifier.classify(raw)
+    if result.type is None or result.value is None:
+        return _INVALID
+    if not result.eligible:
+        return _SKIPPED
+    ioc = (result.type.value, result.value)
+    registered[ioc] = result.registered_domain
+    return ioc
 
-    as_db = _db_dates(text_dates)
-    buckets: dict[datetime, Any] = {}  # hours and days recur: converted once each
 
-    def bucket(moment: datetime) -> Any:
-        value = buckets.get(moment)
-        if value is None:
-            value = buckets[moment] = as_db(moment)
-        return value
-
+def _lay_out_rows(out: Prepared, merged: dict[tuple[IocKey, str, str], list[Any]]) -> None:
+    """Hourly rows and per-day rows, dates as text (hours and days recur: made once each)."""
+    hours = {prefix: hour_text(prefix) for prefix in {key[2] for key in merged}}
     out.sightings = [
-        (ioc, client, bucket(hour), hits, blocked, as_db(when))
-        for (ioc, client, hour), (hits, blocked, when) in merged.items()
+        (ioc, client, hours[prefix], hits, blocked, when)
+        for (ioc, client, prefix), (hits, blocked, when) in merged.items()
     ]
     days = client_days(
-        ((ioc, client), hour, hits, blocked, when)
-        for (ioc, client, hour), (hits, blocked, when) in merged.items()
+        (
+            ((ioc, client), prefix, hits, blocked, when)
+            for (ioc, client, prefix), (hits, blocked, when) in merged.items()
+        ),
+        day_of=day_text,
     )
     out.client_days = [
-        (ioc, client, bucket(day), hits, blocked, as_db(when))
+        (ioc, client, day, hits, blocked, when)
         for ((ioc, client), day), (hits, blocked, when) in days.items()
     ]
 
 
-def _db_dates(text_dates: bool) -> Callable[[datetime], Any]:
-    """Dates as the database takes them: SQLite's stored text, or datetimes."""
-    if text_dates:
-        return lambda moment: moment.isoformat(" ", "microseconds")
-    return lambda moment: moment
-
-
 def _lay_out_clients_and_queue(
-    out: Prepared, merged: dict[tuple[IocKey, str, datetime], list[Any]], batch: Batch
+    out: Prepared, merged: dict[tuple[IocKey, str, str], list[Any]], batch: Batch
 ) -> None:
     """Each client's latest sighting, and each IoC's distinct clients and hits."""
-    clients: dict[str, datetime] = {}
+    clients: dict[str, str] = {}
     askers: dict[IocKey, set[str]] = {}
     hits: dict[IocKey, int] = {}
     for (ioc, client, _hour), (count, _blocked, when) in merged.items():
@@ -187,5 +188,8 @@ def _lay_out_clients_and_queue(
             who.add(client)
             hits[ioc] += count
     names = batch.client_names
-    out.clients = {client: (names.get(client), when) for client, when in clients.items()}
+    out.clients = {
+        client: (names.get(client), datetime.fromisoformat(when))
+        for client, when in clients.items()
+    }
     out.queue = {ioc: (len(askers[ioc]), count) for ioc, count in hits.items()}

@@ -177,11 +177,13 @@ class SuricataParser(Stateless):
                         key = ("domain", name, event.src_ip or "", hour)
                         entry = counts.get(key)
                         if entry is None:
-                            counts[key] = [1, 0, ts]
+                            counts[key] = [1, 0, ts, ts]
                         else:
                             entry[0] += 1
                             if ts > entry[2]:
                                 entry[2] = ts
+                            elif ts < entry[3]:
+                                entry[3] = ts
                         continue
                 try:
                     handler(event, ts, hour, batch)

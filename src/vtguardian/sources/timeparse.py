@@ -41,6 +41,9 @@ def _iso_hour(prefix: str, zone: str) -> float:
     return moment.timestamp()
 
 
+#: ``YYYY-MM-DDTHH`` + zone of checked Suricata stamps -> Unix time of that hour. Only
+#: whole-hour zones are kept: a local hour of a half-hour zone such as +0530 spans
+#: two UTC hours, so it cannot be a batch's hour key.
 CHECKED_HOURS: dict[str, float] = {}
 
 
@@ -60,9 +63,11 @@ def _suricata_hour(text: str) -> float | None:
     key = text[:13] + text[26:]
     hour = CHECKED_HOURS.get(key)
     if hour is None:
-        if len(CHECKED_HOURS) > 100_000:  # only a fuzzer or a decade of logs gets here
-            CHECKED_HOURS.clear()
-        hour = CHECKED_HOURS[key] = _iso_hour(text[:13], text[26:])
+        hour = _iso_hour(text[:13], text[26:])
+        if text[29:] == "00":  # see CHECKED_HOURS
+            if len(CHECKED_HOURS) > 100_000:  # only a fuzzer or a decade of logs gets here
+                CHECKED_HOURS.clear()
+            CHECKED_HOURS[key] = hour
     return hour
 
 
@@ -73,9 +78,15 @@ def stamp_hour(value: object) -> tuple[Stamp, HourKey]:
     Keeping the text saves the float conversion on the ingest hot path: a batch
     groups by hour and keeps the largest text per group, and only that one is
     converted, when the batch is prepared. The stamp is fully checked here, so a
-    bad one is still an error of its own line.
+    bad one is still an error of its own line. A stamp in a zone that is not a
+    whole number of hours becomes Unix time, grouped by its UTC hour.
     """
-    if value.__class__ is str and len(value) == 31 and SURICATA_STAMP(value):  # type: ignore[arg-type]
+    if (
+        value.__class__ is str
+        and len(value) == 31  # type: ignore[arg-type]
+        and SURICATA_STAMP(value)  # type: ignore[arg-type]
+        and value[29:] == "00"  # type: ignore[index]
+    ):
         hour = value[:13] + value[26:]  # type: ignore[index]
         if hour not in CHECKED_HOURS:
             _suricata_hour(value)  # type: ignore[arg-type]
@@ -94,6 +105,40 @@ def hour_epoch(hour: int | str) -> int:
     if isinstance(hour, str):
         return int(_iso_hour(hour[:13], hour[13:]) // 3600)
     return hour
+
+
+# Dates as both databases take them from the ingest: naive UTC text, the form SQLite
+# stores DATETIME in and MySQL parses. Two such texts compare as their moments do.
+_FRACTION = ".000000"
+
+
+@lru_cache(maxsize=4096)
+def utc_hour_text(hour: HourKey) -> str:
+    """``YYYY-MM-DD HH`` (UTC) of a batch's hour key."""
+    return to_datetime(hour_epoch(hour) * 3600).isoformat(" ")[:13]
+
+
+def hour_text(prefix: str) -> str:
+    """The start of the hour that :func:`utc_hour_text` names."""
+    return f"{prefix}:00:00{_FRACTION}"
+
+
+def day_text(prefix: str) -> str:
+    """The start of the UTC day of the hour that :func:`utc_hour_text` names."""
+    return f"{prefix[:10]} 00:00:00{_FRACTION}"
+
+
+def stamp_text(stamp: Stamp, prefix: str) -> str:
+    """A stamp as UTC text, ``prefix`` being the :func:`utc_hour_text` of its hour.
+
+    A stamp kept as text (a Suricata stamp in a whole-hour zone, see
+    :func:`stamp_hour`) keeps its minutes and seconds as they are, so only the
+    hour needs converting, and that once per hour; a leap second and Unix times
+    take the full conversion.
+    """
+    if stamp.__class__ is str and stamp[17:19] != "60":  # type: ignore[index]
+        return prefix + stamp[13:26]  # type: ignore[index]
+    return to_datetime(stamp_epoch(stamp)).isoformat(" ", "microseconds")
 
 
 def _iso_epoch_any(text: str) -> float:

@@ -49,7 +49,6 @@ def prepared_in_workers(
     size: int,
     batch_lines: int,
     segment_bytes: int,
-    text_dates: bool,
     workers: int | None = None,
 ) -> Iterator[Ready]:
     """Every line of the complete file ``path`` from ``start``, as prepared batches in
@@ -70,7 +69,6 @@ def prepared_in_workers(
             target=_work,
             args=(sender, receiver, make_parser, classifier, path, start, batch_lines),
             kwargs={
-                "text_dates": text_dates,
                 "mine": range(index, segments, workers),
                 "segments": segments,
                 "segment_bytes": segment_bytes,
@@ -111,7 +109,6 @@ def _work(
     path: str,
     start: Offset,
     batch_lines: int,
-    text_dates: bool,
     mine: range,
     segments: int,
     segment_bytes: int,
@@ -131,7 +128,7 @@ def _work(
                 for batch, position, state in parse_batches(
                     handle, path, parser, first, True, batch_lines, end
                 ):
-                    prepared = prepare(batch, classifier, text_dates)
+                    prepared = prepare(batch, classifier)
                     sender.send(("batch", (prepared, position, state)))
                 sender.send((_END, None))
     except BaseException as exc:  # reported to the parent, which raises it

@@ -6,17 +6,19 @@ transaction, so they always agree with the hourly rows, after a crash too.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from vtguardian.clock import day_start
 from vtguardian.store.schema import CLIENT_WORD_BITS, ioc_days, sightings, source_hours
 from vtguardian.store.upsert import upsert_rows
 
 SightingKey = tuple[int, int, str, datetime]  # ioc_id, client_id, source, hour
 K = TypeVar("K", bound=Hashable)
+H = TypeVar("H", bound=Hashable)
 
 
 def hour_bucket(moment: datetime) -> datetime:
@@ -38,23 +40,29 @@ def add_sightings(
     """Add ``(hits, blocked, last_seen)`` to each hourly row, creating it when new."""
     rows = [(*key, *value) for key, value in counts.items()]
     days = client_days(
-        ((ioc_id, client_id, source), hour, hits, blocked, last)
-        for ioc_id, client_id, source, hour, hits, blocked, last in rows
+        (
+            ((ioc_id, client_id, source), hour, hits, blocked, last)
+            for ioc_id, client_id, source, hour, hits, blocked, last in rows
+        ),
+        day_of=day_start,
     )
     write_sightings(connection, rows, [(*key, day, *v) for (key, day), v in days.items()])
 
 
 def client_days(
-    hourly: Iterable[tuple[K, datetime, int, int, datetime]],
-) -> dict[tuple[K, datetime], list[Any]]:
+    hourly: Iterable[tuple[K, H, int, int, Any]], day_of: Callable[[H], Any]
+) -> dict[tuple[K, Any], list[Any]]:
     """Hourly ``(key, hour, hits, blocked, last_seen)`` summed per key and UTC day, the
-    key naming one client's sightings of one IoC: what ``ioc_days`` adds up."""
-    days: dict[tuple[K, datetime], list[Any]] = {}
-    day_of: dict[datetime, datetime] = {}
+    key naming one client's sightings of one IoC: what ``ioc_days`` adds up.
+
+    Hours may be datetimes or any other form ``day_of`` maps to its day.
+    """
+    days: dict[tuple[K, Any], list[Any]] = {}
+    day_for: dict[H, Any] = {}
     for key, hour, hits, blocked, last_seen in hourly:
-        day = day_of.get(hour)
+        day = day_for.get(hour)
         if day is None:
-            day = day_of[hour] = hour.replace(hour=0)
+            day = day_for[hour] = day_of(hour)
         entry = days.get((key, day))
         if entry is None:
             days[(key, day)] = [hits, blocked, last_seen]
