@@ -21,6 +21,7 @@ from vtguardian.sources import offsets
 from vtguardian.sources.base import LineParser, ParseError
 from vtguardian.sources.batch import Totals
 from vtguardian.sources.commit import store
+from vtguardian.sources.gc_pause import without_gc_pauses
 from vtguardian.sources.lines import open_log, parse_batches
 from vtguardian.sources.offsets import Offset
 from vtguardian.sources.prepare import Prepared, prepare
@@ -143,7 +144,7 @@ class FileReader:
                 )
             )
         stored = start.position
-        for prepared, position, state in ready:
+        for prepared, position, state in without_gc_pauses(ready):
             if prepared.lines or position != stored:
                 self._store(prepared, handle, key_path, Offset(position, None, state))
                 stored = position

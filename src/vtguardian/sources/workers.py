@@ -22,6 +22,7 @@ from typing import Any
 from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import LineParser, Stateless
+from vtguardian.sources.gc_pause import without_gc_pauses
 from vtguardian.sources.lines import open_log, parse_batches, skip_line
 from vtguardian.sources.offsets import Offset
 from vtguardian.sources.prepare import Prepared, prepare
@@ -125,8 +126,8 @@ def _work(
                 if segment:
                     handle.seek(first - 1)  # a line starting exactly at ``first`` is ours
                     first = first - 1 + skip_line(handle)
-                for batch, position, state in parse_batches(
-                    handle, path, parser, first, True, batch_lines, end
+                for batch, position, state in without_gc_pauses(
+                    parse_batches(handle, path, parser, first, True, batch_lines, end)
                 ):
                     prepared = prepare(batch, classifier)
                     sender.send(("batch", (prepared, position, state)))
