@@ -8,9 +8,10 @@ batch, and :mod:`vtguardian.sources.commit` stores it in one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from vtguardian.sources.timeparse import HourKey, Stamp
+from vtguardian.sources.timeparse import HourKey, Stamp, unix_hour
 
 # kind hint (or "" to detect), raw value, client, hour (see timeparse.HourKey)
 RawKey = tuple[str, str, str, HourKey]
@@ -81,8 +82,8 @@ class Batch:
     def see(
         self, kind: str, raw: str, client: str, ts: Stamp, blocked: int = 0, hits: int = 1
     ) -> None:
-        """One observation of ``raw`` by ``client`` at ``ts`` (Unix time or stamp text)."""
-        hour = ts[:13] + ts[26:] if ts.__class__ is str else int(ts // 3600)  # type: ignore[index,operator]
+        """One observation of ``raw`` by ``client`` at ``ts`` (Unix time or aware datetime)."""
+        hour = int(ts // 3600) if ts.__class__ is not datetime else unix_hour(ts)  # type: ignore[arg-type,operator]
         key = (kind, raw, client, hour)
         entry = self.counts.get(key)
         if entry is None:

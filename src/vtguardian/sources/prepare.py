@@ -19,9 +19,8 @@ from vtguardian.sources.timeparse import (
     HourKey,
     day_text,
     hour_text,
-    stamp_epoch,
+    stamp_datetime,
     stamp_text,
-    to_datetime,
     utc_hour_text,
 )
 from vtguardian.store.sightings import client_days
@@ -88,10 +87,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
         prefix = prefixes.get(hour)
         if prefix is None:
             prefix = prefixes[hour] = utc_hour_text(hour)
-        if last.__class__ is str and last[17:19] != "60":
-            when = prefix + last[13:26]  # inline stamp_text: once per sighting key
-        else:
-            when = stamp_text(last, prefix)
+        when = stamp_text(last, prefix)
         key = (ioc, client, prefix)
         entry = merged.get(key)
         if entry is None:
@@ -116,7 +112,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     out.alerted = {ioc for k in batch.alerted if (ioc := resolved.get(k)).__class__ is tuple}  # type: ignore[misc]
     for alert in batch.alerts:
         row = {
-            "ts": to_datetime(stamp_epoch(alert.ts)),
+            "ts": stamp_datetime(alert.ts),
             "source": batch.source,
             "signature_id": alert.signature_id,
             "signature": (alert.signature or "")[:512] or None,

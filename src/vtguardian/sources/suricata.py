@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
 from vtguardian.sources.base import ParseError, Stateless, text_field
 from vtguardian.sources.batch import Batch, IdsAlert
 from vtguardian.sources.timeparse import (
-    CHECKED_HOURS,
-    SURICATA_STAMP,
+    WHOLE_HOUR_ZONES,
     BadTimestamp,
     HourKey,
     Stamp,
     stamp_hour,
+    unix_hour,
 )
 
 _ADDRESS_TYPES = ("A", "AAAA")
@@ -78,9 +79,8 @@ class _FileInfo(msgspec.Struct, gc=False):
     md5: Any = None
 
 
-class _Event(msgspec.Struct, gc=False):
+class _Fields(msgspec.Struct, gc=False):
     event_type: str | None = None
-    timestamp: Any = None
     src_ip: str | None = None
     dest_ip: str | None = None
     src_port: Any = None
@@ -93,9 +93,23 @@ class _Event(msgspec.Struct, gc=False):
     fileinfo: _FileInfo | None = None
 
 
+class _Event(_Fields, kw_only=True, gc=False):
+    """An event whose stamp msgspec decodes in C, Suricata's own form included."""
+
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class _LenientEvent(_Fields, kw_only=True, gc=False):
+    """The same event when its stamp is not one msgspec reads (a leap second, no
+    zone, none at all): the stamp is then checked by :func:`stamp_hour`."""
+
+    timestamp: Any = None
+
+
 _decode = msgspec.json.Decoder(_Event).decode
+_decode_lenient = msgspec.json.Decoder(_LenientEvent).decode
 _Section = TypeVar("_Section", _Dns, _Tls, _Http, _Alert, _FileInfo)
-Handler = Callable[[_Event, Stamp, HourKey, Batch], None]
+Handler = Callable[[_Fields, Stamp, HourKey, Batch], None]
 
 
 def _is_local(address: str | None, cache: dict[str, bool] = {}) -> bool:  # noqa: B006
@@ -139,16 +153,18 @@ class SuricataParser(Stateless):
         decode = _decode
         handlers = self._handlers
         counts = batch.counts
-        checked = CHECKED_HOURS
-        stamp = SURICATA_STAMP
+        zones = WHOLE_HOUR_ZONES
         events = 0
         try:
             for index, line in enumerate(lines):
                 try:
-                    event = decode(line)
-                except msgspec.ValidationError as exc:
-                    bad(index, f"unexpected field type: {exc}")
-                    continue
+                    event: _Fields = decode(line)
+                except msgspec.ValidationError:
+                    try:
+                        event = _lenient(line)
+                    except ParseError as error:
+                        bad(index, str(error))
+                        continue
                 except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                     if line and line != b"\r":  # blank lines are skipped
                         bad(index, f"invalid JSON: {exc}")
@@ -158,14 +174,16 @@ class SuricataParser(Stateless):
                 if handler is None:
                     continue
                 ts = event.timestamp
-                if not (
-                    ts.__class__ is str
-                    and len(ts) == 31
-                    and stamp(ts)
-                    and (hour := ts[:13] + ts[26:]) in checked
-                ):  # not a checked stamp of an hour already seen: the full check
+                if ts.__class__ is datetime:
+                    shift = zones.get(ts.tzinfo)
+                    hour = (
+                        ts.toordinal() * 24 + ts.hour - shift
+                        if shift is not None
+                        else unix_hour(ts)
+                    )
+                else:  # a stamp msgspec did not read
                     try:
-                        ts, hour = stamp_hour(ts)
+                        ts, hour = _checked_stamp(ts)
                     except BadTimestamp as exc:
                         bad(index, f"missing or bad timestamp: {exc}")
                         continue
@@ -196,7 +214,7 @@ class SuricataParser(Stateless):
 
     # --- event types ------------------------------------------------------------------
 
-    def _dns(self, event: _Event, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+    def _dns(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         dns = _section(event.dns, "dns")
         kind = dns.type
         if kind == "query" or kind == "request":
@@ -218,19 +236,20 @@ class SuricataParser(Stateless):
             return
         addresses: list[Any] = []
         grouped = dns.grouped
-        if grouped is not None:
-            addresses = (grouped.A or []) + (grouped.AAAA or [])
+        if grouped is not None:  # v2 and v3; the decoded lists are only read, never changed
+            a, aaaa = grouped.A, grouped.AAAA
+            addresses = a + aaaa if a and aaaa else a or aaaa or []
         answers = dns.answers
         if answers is not None:
-            addresses += [a.rdata for a in answers if a.rrtype in _ADDRESS_TYPES]
-        elif dns.rrtype in _ADDRESS_TYPES:  # v1: one answer record per event
-            addresses.append(dns.rdata)
+            addresses = addresses + [x.rdata for x in answers if x.rrtype in _ADDRESS_TYPES]
+        elif dns.rdata is not None and dns.rrtype in _ADDRESS_TYPES:  # v1: one record an event
+            addresses = [*addresses, dns.rdata]
         client = event.dest_ip or ""
         for address in set(addresses) if len(addresses) > 1 else addresses:
             if text_field(address):
                 batch.see_at("ip", address, client, hour, ts)
 
-    def _alert(self, event: _Event, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+    def _alert(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         alert = _section(event.alert, "alert")
         src, dest = event.src_ip, event.dest_ip
         client, remote = (src, dest) if _is_local(src) or not _is_local(dest) else (dest, src)
@@ -257,7 +276,7 @@ class SuricataParser(Stateless):
             )
         )
 
-    def _http(self, event: _Event, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+    def _http(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         http = _section(event.http, "http")
         host = text_field(http.hostname)
         if not host:
@@ -270,12 +289,12 @@ class SuricataParser(Stateless):
             netloc = host if port in (80, None) else f"{host}:{port}"
             batch.see_at("url", f"http://{netloc}{path}", client, hour, ts)
 
-    def _tls(self, event: _Event, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+    def _tls(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         sni = text_field(_section(event.tls, "tls").sni)
         if sni:
             batch.see_at("domain", sni, event.src_ip or "", hour, ts)
 
-    def _fileinfo(self, event: _Event, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+    def _fileinfo(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         info = _section(event.fileinfo, "fileinfo")
         src, dest = event.src_ip, event.dest_ip
         client = src if _is_local(src) and not _is_local(dest) else dest
@@ -283,9 +302,25 @@ class SuricataParser(Stateless):
         if digest:
             batch.see_at("file", digest, client or "", hour, ts)
 
-    def _flow(self, event: _Event, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+    def _flow(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         if self.flows and event.dest_ip:
             batch.see_at("ip", event.dest_ip, event.src_ip or "", hour, ts)
+
+
+def _lenient(line: bytes) -> _Fields:
+    """The event of a line whose only fault may be its stamp, or ParseError."""
+    try:
+        return _decode_lenient(line)
+    except msgspec.ValidationError as exc:
+        raise ParseError(f"unexpected field type: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # found past the bad field
+        raise ParseError(f"invalid JSON: {exc}") from None
+
+
+def _checked_stamp(value: object) -> tuple[datetime, HourKey]:
+    """A stamp in any ISO form, as the aware datetime the rest of a batch holds."""
+    epoch, hour = stamp_hour(value)
+    return datetime.fromtimestamp(epoch, UTC), hour
 
 
 def _raise(_index: int, reason: str) -> None:
@@ -299,7 +334,7 @@ def _section(part: _Section | None, name: str) -> _Section:
     return part
 
 
-def _alert_name(event: _Event) -> str | None:
+def _alert_name(event: _Fields) -> str | None:
     """The DNS name, HTTP host or TLS SNI an alert event carries, if any."""
     dns = event.dns
     if dns is not None:
