@@ -54,3 +54,11 @@ def test_unix_times_keep_their_utc_moment(epoch):
 def test_a_leap_second_is_the_first_moment_of_the_next_minute():
     epoch, hour = stamp_hour("2016-12-31T23:59:60.500000+0000")
     assert stamp_text(epoch, utc_hour_text(hour)) == "2017-01-01 00:00:00.500000"
+
+
+def test_a_naive_datetime_is_utc_like_a_zone_less_iso_stamp():
+    naive = datetime(2024, 5, 1, 10, 15, 0, 250000)
+    epoch, hour = stamp_hour("2024-05-01T10:15:00.250000")
+    assert unix_hour(naive) == hour
+    assert stamp_text(naive, utc_hour_text(hour)) == stamp_text(epoch, utc_hour_text(hour))
+    assert stamp_text(epoch, utc_hour_text(hour)) == "2024-05-01 10:15:00.250000"

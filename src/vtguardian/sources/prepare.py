@@ -68,8 +68,8 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     out = Prepared(batch.source, lines=batch.lines, events=batch.events, errors=batch.errors)
     resolved: dict[tuple[str, str], IocKey | str] = {}
     prefixes: dict[HourKey, str] = {}
-    # (ioc, client, UTC hour prefix) -> [hits, blocked, last seen]: raw keys that
-    # name the same IoC, or hours of two zones that are one UTC hour, merge here.
+    # (ioc, client, UTC hour prefix) -> [hits, blocked, last seen]: raw values that
+    # name the same IoC (``Example.COM.`` and ``example.com``) merge here.
     merged: dict[tuple[IocKey, str, str], list[Any]] = {}
     spans: dict[IocKey, list[str]] = {}
     registered: dict[IocKey, str | None] = {}

@@ -22,8 +22,8 @@ _EPOCH = datetime(1970, 1, 1)
 _EPOCH_ORDINAL_HOURS = _EPOCH.toordinal() * 24
 #: zone -> what to subtract from a local "ordinal hour" (date ordinal * 24 + hour)
 #: to get its Unix hour. Only zones a whole number of hours from UTC are here: a
-#: local hour of +0530 spans two UTC hours.
-_WHOLE_HOUR_ZONES: dict[tzinfo | None, int] = {}
+#: local hour of +0530 spans two UTC hours. Parsers inline its lookup, read only.
+WHOLE_HOUR_ZONES: dict[tzinfo | None, int] = {}
 
 
 class BadTimestamp(ValueError):
@@ -34,16 +34,13 @@ def unix_hour(moment: datetime) -> HourKey:
     """The Unix hour of an aware datetime, without the slow ``timestamp()`` for
     the zones that matter; parsers inline the cached case."""
     zone = moment.tzinfo
-    shift = _WHOLE_HOUR_ZONES.get(zone)
+    shift = WHOLE_HOUR_ZONES.get(zone)
     if shift is None:
-        offset = moment.utcoffset()
-        if offset is None or offset % _HOUR:
+        offset = moment.utcoffset() or timedelta(0)  # naive means UTC, as in iso_epoch
+        if offset % _HOUR:
             return int(moment.timestamp() // 3600)
-        shift = _WHOLE_HOUR_ZONES[zone] = _EPOCH_ORDINAL_HOURS + offset // _HOUR
+        shift = WHOLE_HOUR_ZONES[zone] = _EPOCH_ORDINAL_HOURS + offset // _HOUR
     return moment.toordinal() * 24 + moment.hour - shift
-
-
-WHOLE_HOUR_ZONES = _WHOLE_HOUR_ZONES  # for parsers' inlined fast path (read only)
 
 
 @lru_cache(maxsize=4096)
@@ -87,7 +84,9 @@ def stamp_hour(value: object) -> tuple[float, HourKey]:
 
 
 def stamp_epoch(stamp: Stamp) -> float:
-    return stamp.timestamp() if isinstance(stamp, datetime) else stamp
+    if isinstance(stamp, datetime):
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    return stamp
 
 
 def stamp_datetime(stamp: Stamp) -> datetime:
@@ -123,7 +122,7 @@ def stamp_text(stamp: Stamp, prefix: str) -> str:
     hour, already converted once for the batch, is needed; other stamps take
     the full conversion.
     """
-    if stamp.__class__ is datetime and stamp.tzinfo in _WHOLE_HOUR_ZONES:  # type: ignore[union-attr]
+    if stamp.__class__ is datetime and stamp.tzinfo in WHOLE_HOUR_ZONES:  # type: ignore[union-attr]
         return prefix + stamp.isoformat(" ", "microseconds")[13:26]  # type: ignore[union-attr]
     return stamp_datetime(stamp).isoformat(" ", "microseconds")
 
