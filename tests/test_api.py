@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from helpers import settings_for
-from vtguardian.clock import utcnow
+from vtguardian.clock import as_naive_utc, utcnow
+from vtguardian.store import migrate
 from vtguardian.store.answers import ReportRow, record_answer
-from vtguardian.store.engine import write_transaction
+from vtguardian.store.engine import make_engine, write_transaction
 from vtguardian.store.entities import ensure_iocs
 from vtguardian.web.app import create_app
 
@@ -83,6 +86,52 @@ def test_lookup_answers_from_cache_or_queues_never_waits(client):
     assert private["status"] == "rejected" and "RFC 1918" in private["reason"]
     again = client.post("/api/v1/lookup", json={"values": ["never-seen.example.org"]}, headers=AUTH)
     assert again.json()["results"][0]["status"] == "queued"
+
+
+def test_a_cached_answer_is_read_only(client, engine):
+    """Asking is not seeing: a cached IoC keeps its last sighting and nothing is queued."""
+    seen = (utcnow() - timedelta(days=3)).replace(microsecond=0)
+    with write_transaction(engine) as connection:
+        connection.execute(text("UPDATE iocs SET last_seen = :seen"), {"seen": seen})
+    body = {"values": ["known-bad.example.com"]}
+    response = client.post("/api/v1/lookup", json=body, headers=AUTH)
+    assert response.json()["results"][0]["status"] == "cache"
+    with engine.connect() as connection:
+        stamps = connection.execute(text("SELECT last_seen FROM iocs")).scalars().all()
+        queued = connection.execute(text("SELECT COUNT(*) FROM lookup_queue")).scalar()
+    assert [as_naive_utc(stamp) for stamp in stamps] == [seen, seen]
+    assert queued == 0
+
+
+def test_a_cached_answer_does_not_wait_for_an_ingest_on_sqlite(sqlite_url, tmp_path):
+    """SQLite has one writer: a large ingest holds the lock for a whole batch. A cached
+    lookup must answer while it is held; only a new or stale IoC has to wait."""
+    engine = make_engine(sqlite_url)
+    migrate.upgrade(engine)
+    _seed(engine)
+    settings = settings_for(sqlite_url, "http://127.0.0.1:9", web={"token": TOKEN})
+    order: list[str] = []
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with write_transaction(engine) as connection:
+            connection.execute(text("UPDATE clients SET name = name"))  # holds the lock
+            locked.set()
+            release.wait(timeout=20)
+            order.append("lock released")
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    with TestClient(create_app(settings, engine)) as api:
+        holder.start()
+        assert locked.wait(timeout=10)
+        body = {"values": ["known-bad.example.com", "known-good.example.com"]}
+        response = api.post("/api/v1/lookup", json=body, headers=AUTH)
+        order.append("answered")
+        release.set()
+        holder.join()
+    assert order == ["answered", "lock released"]
+    assert [r["status"] for r in response.json()["results"]] == ["cache", "cache"]
+    engine.dispose()
 
 
 def test_invalid_input_is_a_clear_4xx(client):

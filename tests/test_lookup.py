@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from helpers import run_cli, settings_for
-from vtguardian.clock import utcnow
+from vtguardian.clock import as_naive_utc, utcnow
 from vtguardian.intel import queue
 from vtguardian.intel.lookup import LookupService
 from vtguardian.intel.queue import TIER_NEW, QueueRequest
@@ -103,6 +103,32 @@ def test_cached_ioc_costs_zero_requests_then_expires(engine, db_url, vt_emulator
     expired = asyncio.run(service.lookup_values(["malware-c2.example.net"]))
     assert expired[0].source == "virustotal"
     assert len(vt_emulator.emulator.calls()) == calls + 1
+
+
+def test_a_cached_lookup_is_not_a_sighting_and_counts_every_hit(engine, db_url, vt_emulator):
+    """Looking a value up must not make it "seen" in traffic (which would also make it
+    due for a re-check); each cache hit still counts for the statistics and the LRU."""
+    _queue_domains(engine, ["looked-up.example.com"])
+    service = _service(engine, db_url, vt_emulator.url)
+    asyncio.run(service.run_worker(once=True))
+    seen = (utcnow() - timedelta(days=3)).replace(microsecond=0)
+    with write_transaction(engine) as connection:
+        connection.execute(text("UPDATE iocs SET last_seen = :seen"), {"seen": seen})
+        connection.execute(update(verdicts).values(last_used_at=seen))
+    calls = len(vt_emulator.emulator.calls())
+    names = ["looked-up.example.com", "LOOKED-UP.example.com.", "looked-up.example.com"]
+    answers = asyncio.run(service.lookup_values(names))
+    assert [a.source for a in answers] == ["cache"] * 3
+    assert len(vt_emulator.emulator.calls()) == calls
+    with engine.connect() as connection:
+        last_seen = connection.execute(text("SELECT last_seen FROM iocs")).scalar_one()
+        last_used = connection.execute(select(verdicts.c.last_used_at)).scalar_one()
+        hits = connection.execute(
+            select(func.sum(lookup_stats.c.count)).where(lookup_stats.c.outcome == "cache_hit")
+        ).scalar()
+    assert as_naive_utc(last_seen) == seen
+    assert as_naive_utc(last_used) > seen
+    assert int(hits) == 3
 
 
 def test_expired_answers_of_iocs_still_seen_are_requeued(engine, db_url, vt_emulator):

@@ -45,7 +45,7 @@ from vtguardian.store.answers import (
     touch,
 )
 from vtguardian.store.engine import is_disconnect, run_in_transaction, wait_for_database
-from vtguardian.store.entities import ensure_iocs
+from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
 from vtguardian.verdict import Level, Policy, decide
 
 PROVIDER = "virustotal"
@@ -369,10 +369,15 @@ class LookupService:
             for c in classified
             if c.eligible and c.value
         }
-        ids = run_in_transaction(self.engine, lambda conn: ensure_iocs(conn, wanted))
+        # Read first: on SQLite every write waits for an ingest's transaction to end.
+        with self.engine.connect() as connection:
+            ids = find_ioc_ids(connection, wanted)
+        if len(ids) < len(wanted):
+            ids = run_in_transaction(self.engine, lambda conn: find_or_create_iocs(conn, wanted))
         with self.engine.connect() as connection:
             cache = {} if refresh else cached_verdicts(connection, ids.values(), now)
         results: list[LookupResult] = []
+        hits: list[int] = []
         client: VirusTotalClient | None = None
         try:
             for item in classified:
@@ -381,7 +386,8 @@ class LookupService:
                     continue
                 ioc_id = ids[(str(item.type), item.value)]
                 if ioc_id in cache:
-                    results.append(self._from_cache(item, cache[ioc_id]))
+                    hits.append(ioc_id)
+                    results.append(self._result_from_cache(item, cache[ioc_id], source="cache"))
                     continue
                 if client is None:
                     client = await self.client().__aenter__()
@@ -389,17 +395,19 @@ class LookupService:
         finally:
             if client is not None:
                 await client.__aexit__(None, None, None)
+            if hits:
+                self._record_cache_hits(hits)
         return results
 
-    def _from_cache(self, item: Classified, cached: CachedVerdict) -> LookupResult:
+    def _record_cache_hits(self, ioc_ids: list[int]) -> None:
+        """One write for all the cache hits of a call, for eviction and the statistics."""
         now = utcnow()
 
         def work(connection: Connection) -> None:
-            touch(connection, [cached.ioc_id], now)
-            count_outcome(connection, PROVIDER, "cache_hit", now)
+            touch(connection, ioc_ids, now)
+            count_outcome(connection, PROVIDER, "cache_hit", now, count=len(ioc_ids))
 
         run_in_transaction(self.engine, work)
-        return self._result_from_cache(item, cached, source="cache")
 
     def _result_from_cache(
         self, item: Classified, cached: CachedVerdict, source: str

@@ -48,6 +48,23 @@ def ensure_iocs(
     return find_ioc_ids(connection, items)
 
 
+def find_or_create_iocs(
+    connection: Connection,
+    items: Mapping[tuple[str, str], tuple[str | None, Any, Any]],
+) -> dict[tuple[str, str], int]:
+    """Ids for ``items``, creating only the IoCs not stored yet.
+
+    For lookups: asking about an IoC is not seeing it in traffic, so a known one
+    keeps its first and last seen (a later last seen would also make it due for
+    a re-check).
+    """
+    ids = find_ioc_ids(connection, items)
+    missing = {key: span for key, span in items.items() if key not in ids}
+    if missing:
+        ids |= ensure_iocs(connection, missing)
+    return ids
+
+
 def ensure_clients(
     connection: Connection,
     items: Mapping[str, tuple[str | None, datetime]],
