@@ -83,15 +83,11 @@ def stamp_hour(value: object) -> tuple[float, HourKey]:
     return epoch, int(epoch // 3600)
 
 
-def stamp_epoch(stamp: Stamp) -> float:
-    if isinstance(stamp, datetime):
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
-    return stamp
-
-
 def stamp_datetime(stamp: Stamp) -> datetime:
-    """Naive UTC, as stored."""
-    return to_datetime(stamp_epoch(stamp))
+    """Naive UTC, as stored; a naive datetime is already UTC (as in iso_epoch)."""
+    if isinstance(stamp, datetime):
+        return (stamp.astimezone(UTC) if stamp.tzinfo else stamp).replace(tzinfo=None)
+    return to_datetime(stamp)
 
 
 # Dates as both databases take them from the ingest: naive UTC text, the form SQLite

@@ -32,7 +32,8 @@ def ensure_iocs(
     """Ids for ``(type, value) -> (registered_domain, first_seen, last_seen)``.
 
     ``last_seen`` only ever moves forward, so batches arriving out of order are safe.
-    Dates are datetimes or, for SQLite, its stored text (see :func:`upsert_rows`).
+    Dates are datetimes or naive UTC text, as an ingest prepares them (see
+    :func:`upsert_rows`).
     """
     upsert_rows(
         connection,

@@ -79,8 +79,8 @@ def write_sightings(
 ) -> None:
     """Add hourly rows and the same counts per client and day to the rollups.
 
-    Dates may come as datetimes or, for SQLite, already as its stored text: a
-    large ingest prepares them in its parser processes.
+    Dates may come as datetimes or as naive UTC text, which is how an ingest
+    prepares them, in its parser processes when the file is large.
     """
     upsert_rows(
         connection,

@@ -78,7 +78,7 @@ def upsert_rows(
     applied on this path. SQLite stores DATETIME as text in SQLAlchemy's format
     (``YYYY-MM-DD HH:MM:SS.ffffff``, what naive ``isoformat(" ", "microseconds")``
     gives); dates may arrive as that text already, or as datetimes to convert.
-    MySQL drivers take datetimes as they are.
+    MySQL drivers take both as they are, and MySQL reads the text as DATETIME.
     """
     if not rows:
         return
