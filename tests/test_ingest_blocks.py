@@ -13,12 +13,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpers import SHARED_DATA
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import ParseError
 from vtguardian.sources.batch import Batch
-from vtguardian.sources.lines import MAX_LINE, parse_batches
+from vtguardian.sources.lines import MAX_LINE, LineStarts, no_long_lines, parse_batches
 from vtguardian.sources.offsets import Offset
 from vtguardian.sources.prepare import prepare
 from vtguardian.sources.suricata import SuricataParser
@@ -172,3 +174,29 @@ def _prepared_hits(hits: Counter, classifier: Classifier) -> list:
         stamp = f"{hour[:13]}:00:00.000000{hour[13:]}" if isinstance(hour, str) else hour * 3600.0
         batch.counts[(kind, raw, client, hour)] = [count, 0, stamp, stamp]
     return prepare(batch, classifier).sightings
+
+
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=60), st.integers(1, 25))
+def test_a_chunk_said_to_hold_no_long_line_holds_none(lengths, limit):
+    """The few-searches check may doubt a chunk without a long line (it is then
+    measured), but must never pass one that holds a line longer than the limit."""
+    data = b"".join(b"x" * n + b"\n" for n in lengths)
+    if no_long_lines(data + b"pending", len(data), limit):
+        assert max(lengths) <= limit
+
+
+def test_a_chunk_of_short_lines_is_passed_without_measuring():
+    data = b"".join(b"x" * (n % 300) + b"\n" for n in range(20_000))
+    assert no_long_lines(data, len(data), limit=1000)
+    assert not no_long_lines(data + b"y" * 1001 + b"\n", len(data) + 1002, limit=1000)
+
+
+@given(
+    st.lists(st.binary(max_size=12), min_size=1, max_size=40),
+    st.lists(st.integers(0, 39), max_size=12),
+    st.integers(0, 10_000),
+)
+def test_line_starts_are_file_positions_asked_in_any_order(lines, asked, position):
+    starts = LineStarts(lines, position)
+    for index in (i for i in asked if i < len(lines)):
+        assert starts.at(index) == position + sum(len(line) + 1 for line in lines[:index])

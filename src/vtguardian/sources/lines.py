@@ -62,13 +62,21 @@ def parse_batches(
                     batch.bad(path, position, str(exc), pending)
                 position += len(pending)
             break
-        lines = (pending + chunk if pending else chunk).split(b"\n")
+        data = pending + chunk if pending else chunk
+        lines = data.split(b"\n")
         pending = lines.pop()  # no newline yet: the start of the next line
+        # Where this chunk's complete lines end, as a file position: a block running to
+        # the last of them then knows its length without adding up its lines.
+        complete_end = position + len(data) - len(pending)
+        short = no_long_lines(data, len(data) - len(pending))
         index = 0
         while index < len(lines) and position < limit:
             group = lines[index : index + batch_lines - batch.lines]
+            to_end = complete_end - position if index + len(group) == len(lines) else None
             taken, length = (
-                _block(feed_block, group, batch, path, position, limit) if feed_block else (0, 0)
+                _block(feed_block, group, batch, path, position, limit, short, to_end)
+                if feed_block
+                else (0, 0)
             )
             if taken:
                 position += length
@@ -107,31 +115,69 @@ def parse_batches(
 MIN_BLOCK = 64
 
 
+def no_long_lines(data: bytes, end: int, limit: int = MAX_LINE) -> bool:
+    """Whether no line of ``data[:end]`` can be longer than ``limit``, told by a few
+    searches instead of a look at every line: a line longer than ``limit`` covers a
+    whole aligned window of half that, which then holds no newline. True means
+    certainly none; False means perhaps one, and the lines are measured."""
+    half = max(1, limit // 2)
+    return all(data.find(b"\n", start, start + half) != -1 for start in range(0, end - half, half))
+
+
 def _block(
-    feed_block: Any, group: list[bytes], batch: Batch, path: str, position: int, limit: float
+    feed_block: Any,
+    group: list[bytes],
+    batch: Batch,
+    path: str,
+    position: int,
+    limit: float,
+    short: bool,
+    length: int | None,
 ) -> tuple[int, int]:
     """Feed the lines of ``group`` to the parser in one call; returns how many lines
     it took and their length in bytes with newlines, (0, 0) to feed them singly.
 
-    The block stops before the first line starting at or after ``limit``; a group
-    with an overlong line is left to the single-line path, which records it.
+    ``short`` says no line of the group is overlong and ``length`` is the group's
+    length when the caller knows it; otherwise the lines are measured. The block
+    stops before the first line starting at or after ``limit``; a group with an
+    overlong line is left to the single-line path, which records it.
     """
-    if len(group) < MIN_BLOCK or max(map(len, group)) > MAX_LINE:
+    if len(group) < MIN_BLOCK or (not short and max(map(len, group)) > MAX_LINE):
         return 0, 0
-    ends = list(accumulate(map(len, group)))
-    if position + ends[-1] + len(group) > limit:
+    if length is None:
+        length = sum(map(len, group)) + len(group)
+    if position + length > limit:
+        ends = list(accumulate(map(len, group)))
         # line k starts at position + ends[k - 1] + k: keep those starting before limit
         later = bisect_left(range(1, len(group)), limit, key=lambda k: position + ends[k - 1] + k)
         group = group[: later + 1]
         if len(group) < MIN_BLOCK:
             return 0, 0
+        length = ends[len(group) - 1] + len(group)
+    starts = LineStarts(group, position)
 
     def bad(index: int, reason: str) -> None:
-        start = position + (ends[index - 1] + index if index else 0)
-        batch.bad(path, start, reason, group[index])
+        batch.bad(path, starts.at(index), reason, group[index])
 
     feed_block(group, batch, bad)
-    return len(group), ends[len(group) - 1] + len(group)
+    return len(group), length
+
+
+class LineStarts:
+    """File positions of a block's lines, worked out only for the bad ones, which
+    parsers report in line order: each is found from the one before."""
+
+    def __init__(self, lines: list[bytes], position: int) -> None:
+        self._lines = lines
+        self._start = position
+        self._index, self._position = 0, position
+
+    def at(self, index: int) -> int:
+        if index < self._index:  # out of order after all: count from the first line
+            self._index, self._position = 0, self._start
+        self._position += sum(map(len, self._lines[self._index : index])) + index - self._index
+        self._index = index
+        return self._position
 
 
 def skip_line(handle: BinaryIO) -> int:
