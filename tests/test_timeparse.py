@@ -4,12 +4,16 @@ a full, independent conversion, in every zone Suricata can print."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vtguardian.sources.batch import Batch
+from vtguardian.sources.suricata import SuricataParser
 from vtguardian.sources.timeparse import (
     day_text,
     hour_text,
@@ -62,3 +66,34 @@ def test_a_naive_datetime_is_utc_like_a_zone_less_iso_stamp():
     assert unix_hour(naive) == hour
     assert stamp_text(naive, utc_hour_text(hour)) == stamp_text(epoch, utc_hour_text(hour))
     assert stamp_text(epoch, utc_hour_text(hour)) == "2024-05-01 10:15:00.250000"
+
+
+# Lines near one another, as in a log: on and around hour edges, in several zones.
+nearby = st.lists(
+    st.tuples(
+        st.integers(-4, 4).map(lambda h: h * 3600)
+        | st.integers(-7200, 7200)
+        | st.sampled_from([-1, 0, 1, 3599, 3600]),
+        zones,
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@given(moments, nearby)
+def test_the_parser_files_each_line_in_its_utc_hour(base, steps):
+    """Lines in and out of time order and zone, fed as the ingest feeds them: the
+    parser's cached hour must be each line's own UTC hour."""
+    base = base.replace(minute=0, second=0, microsecond=0, tzinfo=UTC)
+    stamps = [(base + timedelta(seconds=step), offset) for step, offset in steps]
+    lines, expected = [], Counter()
+    for moment, offset in stamps:
+        text = moment.astimezone(timezone(offset)).strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+        event = {"timestamp": text, "event_type": "dns", "src_ip": "192.168.1.2"}
+        lines.append(orjson.dumps({**event, "dns": {"type": "query", "rrname": "a.example"}}))
+        utc = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+        expected[int(utc // 3600)] += 1
+    batch = Batch("suricata")
+    SuricataParser().feed_block(lines, batch, bad=lambda index, reason: None)
+    assert Counter({hour: entry[0] for (*_, hour), entry in batch.counts.items()}) == expected

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -19,7 +19,6 @@ import msgspec
 from vtguardian.sources.base import ParseError, Stateless, text_field
 from vtguardian.sources.batch import Batch, IdsAlert
 from vtguardian.sources.timeparse import (
-    WHOLE_HOUR_ZONES,
     BadTimestamp,
     HourKey,
     Stamp,
@@ -153,7 +152,8 @@ class SuricataParser(Stateless):
         decode = _decode
         handlers = self._handlers
         counts = batch.counts
-        zones = WHOLE_HOUR_ZONES
+        start = end = _NO_HOUR
+        hour = 0
         events = 0
         try:
             for index, line in enumerate(lines):
@@ -175,12 +175,12 @@ class SuricataParser(Stateless):
                     continue
                 ts = event.timestamp
                 if ts.__class__ is datetime:
-                    shift = zones.get(ts.tzinfo)
-                    hour = (
-                        ts.toordinal() * 24 + ts.hour - shift
-                        if shift is not None
-                        else unix_hour(ts)
-                    )
+                    # Logs are in time order: most stamps fall in the hour of the one
+                    # before, which two comparisons tell (in the stamp's own zone, the
+                    # fast case of comparing aware datetimes).
+                    if not start <= ts < end:
+                        hour = unix_hour(ts)
+                        start, end = _hour_window(hour, ts.tzinfo)
                 else:  # a stamp msgspec did not read
                     try:
                         ts, hour = _checked_stamp(ts)
@@ -188,21 +188,29 @@ class SuricataParser(Stateless):
                         bad(index, f"missing or bad timestamp: {exc}")
                         continue
                 events += 1
-                dns = event.dns
-                if kind == "dns" and dns is not None and dns.type == "query":
-                    name = dns.rrname
-                    if name.__class__ is str:  # inline Batch.see_at: the commonest event
-                        key = ("domain", name, event.src_ip or "", hour)
-                        entry = counts.get(key)
-                        if entry is None:
-                            counts[key] = [1, 0, ts, ts]
-                        else:
-                            entry[0] += 1
-                            if ts > entry[2]:
-                                entry[2] = ts
-                            elif ts < entry[3]:
-                                entry[3] = ts
-                        continue
+                # The commonest events, a DNS query and a TLS handshake, name one domain
+                # asked for by the source: counted here, inline Batch.see_at.
+                name = None
+                if kind == "dns":
+                    dns = event.dns
+                    if dns is not None and dns.type == "query":
+                        name = dns.rrname
+                elif kind == "tls":
+                    tls = event.tls
+                    if tls is not None:
+                        name = tls.sni
+                if name.__class__ is str and name:
+                    key = ("domain", name, event.src_ip or "", hour)
+                    entry = counts.get(key)
+                    if entry is None:
+                        counts[key] = [1, 0, ts, ts]
+                    else:
+                        entry[0] += 1
+                        if ts > entry[2]:
+                            entry[2] = ts
+                        elif ts < entry[3]:
+                            entry[3] = ts
+                    continue
                 try:
                     handler(event, ts, hour, batch)
                 except ParseError as exc:
@@ -246,7 +254,9 @@ class SuricataParser(Stateless):
             addresses = [*addresses, dns.rdata]
         client = event.dest_ip or ""
         for address in set(addresses) if len(addresses) > 1 else addresses:
-            if text_field(address):
+            if address.__class__ is not str:  # v1 and answers: any JSON value
+                text_field(address)  # a wrong type is a bad line, null is skipped
+            elif address:
                 batch.see_at("ip", address, client, hour, ts)
 
     def _alert(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
@@ -305,6 +315,22 @@ class SuricataParser(Stateless):
     def _flow(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         if self.flows and event.dest_ip:
             batch.see_at("ip", event.dest_ip, event.src_ip or "", hour, ts)
+
+
+_NO_HOUR = datetime.min.replace(tzinfo=UTC)  # an empty window: no stamp is in it
+
+
+def _hour_window(hour: HourKey, zone: tzinfo | None) -> tuple[datetime, datetime]:
+    """The Unix hour ``hour`` as ``[start, end)`` in ``zone``; empty at the ends of
+    the calendar, where each stamp then has its hour worked out on its own."""
+    try:
+        start = datetime.fromtimestamp(hour * 3600, zone)
+        return start, start + _ONE_HOUR
+    except (OverflowError, ValueError, OSError):
+        return _NO_HOUR, _NO_HOUR
+
+
+_ONE_HOUR = timedelta(hours=1)
 
 
 def _lenient(line: bytes) -> _Fields:
