@@ -68,45 +68,50 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     out = Prepared(batch.source, lines=batch.lines, events=batch.events, errors=batch.errors)
     resolved: dict[tuple[str, str], IocKey | str] = {}
     prefixes: dict[HourKey, str] = {}
-    # (ioc, client, UTC hour prefix) -> [hits, blocked, last seen]: raw values that
-    # name the same IoC (``Example.COM.`` and ``example.com``) merge here.
+    # (ioc, client, UTC hour prefix) -> [hits, blocked, last stamp]: raw values that
+    # name the same IoC (``Example.COM.`` and ``example.com``) merge here. Stamps
+    # become text only once merged, one per row.
     merged: dict[tuple[IocKey, str, str], list[Any]] = {}
-    spans: dict[IocKey, list[str]] = {}
+    # ioc -> [first stamp, its hour prefix, last stamp, its hour prefix]
+    spans: dict[IocKey, list[Any]] = {}
     registered: dict[IocKey, str | None] = {}
+    eligible = invalid = skipped = 0
     for (kind, raw, client, hour), (hits, blocked, last, first) in batch.counts.items():
         ioc = resolved.get((kind, raw))
         if ioc is None:
             ioc = resolved[(kind, raw)] = _resolve(classifier, kind, raw, registered)
         if ioc.__class__ is str:
             if ioc is _INVALID:
-                out.invalid += hits
+                invalid += hits
             else:
-                out.skipped += hits
+                skipped += hits
             continue
-        out.hits += hits
+        eligible += hits
         prefix = prefixes.get(hour)
         if prefix is None:
             prefix = prefixes[hour] = utc_hour_text(hour)
-        when = stamp_text(last, prefix)
         key = (ioc, client, prefix)
         entry = merged.get(key)
         if entry is None:
-            merged[key] = [hits, blocked, when]
+            merged[key] = [hits, blocked, last]
         else:
             entry[0] += hits
             entry[1] += blocked
-            if when > entry[2]:
-                entry[2] = when
-        since = when if first is last else stamp_text(first, prefix)
+            if last > entry[2]:
+                entry[2] = last
         span = spans.get(ioc)
         if span is None:
-            spans[ioc] = [since, when]
+            spans[ioc] = [first, prefix, last, prefix]
         else:
-            if since < span[0]:
-                span[0] = since
-            if when > span[1]:
-                span[1] = when
-    out.iocs = {ioc: (registered[ioc], first, last) for ioc, (first, last) in spans.items()}
+            if first < span[0]:
+                span[0], span[1] = first, prefix
+            if last > span[2]:
+                span[2], span[3] = last, prefix
+    out.hits, out.invalid, out.skipped = eligible, invalid, skipped
+    out.iocs = {
+        ioc: (registered[ioc], stamp_text(first, since), stamp_text(last, until))
+        for ioc, (first, since, last, until) in spans.items()
+    }
     _lay_out_rows(out, merged)
     _lay_out_clients_and_queue(out, merged, batch)
     out.alerted = {ioc for k in batch.alerted if (ioc := resolved.get(k)).__class__ is tuple}  # type: ignore[misc]
@@ -149,13 +154,15 @@ def _lay_out_rows(out: Prepared, merged: dict[tuple[IocKey, str, str], list[Any]
     """Hourly rows and per-day rows, dates as text (hours and days recur: made once each)."""
     hours = {prefix: hour_text(prefix) for prefix in {key[2] for key in merged}}
     out.sightings = [
-        (ioc, client, hours[prefix], hits, blocked, when)
-        for (ioc, client, prefix), (hits, blocked, when) in merged.items()
+        (ioc, client, hours[prefix], hits, blocked, stamp_text(last, prefix))
+        for (ioc, client, prefix), (hits, blocked, last) in merged.items()
     ]
     days = client_days(
         (
             ((ioc, client), prefix, hits, blocked, when)
-            for (ioc, client, prefix), (hits, blocked, when) in merged.items()
+            for ((ioc, client, prefix), (hits, blocked, _last)), (*_, when) in zip(
+                merged.items(), out.sightings, strict=True
+            )
         ),
         day_of=day_text,
     )
@@ -169,13 +176,13 @@ def _lay_out_clients_and_queue(
     out: Prepared, merged: dict[tuple[IocKey, str, str], list[Any]], batch: Batch
 ) -> None:
     """Each client's latest sighting, and each IoC's distinct clients and hits."""
-    clients: dict[str, str] = {}
+    clients: dict[str, Any] = {}
     askers: dict[IocKey, set[str]] = {}
     hits: dict[IocKey, int] = {}
-    for (ioc, client, _hour), (count, _blocked, when) in merged.items():
+    for (ioc, client, _hour), (count, _blocked, last) in merged.items():
         previous = clients.get(client)
-        if previous is None or when > previous:
-            clients[client] = when
+        if previous is None or last > previous:
+            clients[client] = last
         who = askers.get(ioc)
         if who is None:
             askers[ioc] = {client}
@@ -185,7 +192,6 @@ def _lay_out_clients_and_queue(
             hits[ioc] += count
     names = batch.client_names
     out.clients = {
-        client: (names.get(client), datetime.fromisoformat(when))
-        for client, when in clients.items()
+        client: (names.get(client), stamp_datetime(last)) for client, last in clients.items()
     }
     out.queue = {ioc: (len(askers[ioc]), count) for ioc, count in hits.items()}

@@ -119,7 +119,8 @@ def stamp_text(stamp: Stamp, prefix: str) -> str:
     the full conversion.
     """
     if stamp.__class__ is datetime and stamp.tzinfo in WHOLE_HOUR_ZONES:  # type: ignore[union-attr]
-        return prefix + stamp.isoformat(" ", "microseconds")[13:26]  # type: ignore[union-attr]
+        # %-formatting: less than half the time of isoformat on an aware datetime
+        return "%s:%02d:%02d.%06d" % (prefix, stamp.minute, stamp.second, stamp.microsecond)  # type: ignore[union-attr]  # noqa: UP031
     return stamp_datetime(stamp).isoformat(" ", "microseconds")
 
 
