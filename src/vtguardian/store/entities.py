@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from vtguardian.store.schema import clients, iocs
 from vtguardian.store.upsert import upsert, upsert_rows
@@ -35,18 +35,16 @@ def ensure_iocs(
     Dates are datetimes or naive UTC text, as an ingest prepares them (see
     :func:`upsert_rows`).
     """
+    by_digest = _by_digest(items)
     upsert_rows(
         connection,
         iocs,
         ("digest", "type", "value", "registered_domain", "first_seen", "last_seen"),
-        [
-            (ioc_digest(kind, value), kind, value, base, first, last)
-            for (kind, value), (base, first, last) in items.items()
-        ],
+        [(digest, kind, value, *items[kind, value]) for digest, (kind, value) in by_digest.items()],
         keys=1,
         greatest=["last_seen"],
     )
-    return find_ioc_ids(connection, items)
+    return _ids(connection, by_digest)
 
 
 def find_or_create_iocs(
@@ -94,13 +92,27 @@ def find_ioc_ids(
     connection: Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
     """Ids of IoCs already stored; absent ones are simply missing from the result."""
-    by_digest = {ioc_digest(kind, value): (kind, value) for kind, value in keys}
+    return _ids(connection, _by_digest(keys))
+
+
+def _by_digest(keys: Iterable[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    return {ioc_digest(kind, value): (kind, value) for kind, value in keys}
+
+
+# One statement whatever the number of digests: compiled once, the list expanded at
+# execution, instead of a new IN (...) clause built and compiled for every chunk.
+_IDS_BY_DIGEST = select(iocs.c.digest, iocs.c.id).where(
+    iocs.c.digest.in_(bindparam("digests", expanding=True))
+)
+
+
+def _ids(
+    connection: Connection, by_digest: dict[str, tuple[str, str]]
+) -> dict[tuple[str, str], int]:
     ids: dict[tuple[str, str], int] = {}
     digests = list(by_digest)
     for start in range(0, len(digests), _CHUNK):
-        query = select(iocs.c.digest, iocs.c.id).where(
-            iocs.c.digest.in_(digests[start : start + _CHUNK])
-        )
-        for digest, ioc_id in connection.execute(query):
+        chunk = digests[start : start + _CHUNK]
+        for digest, ioc_id in connection.execute(_IDS_BY_DIGEST, {"digests": chunk}):
             ids[by_digest[digest]] = ioc_id
     return ids

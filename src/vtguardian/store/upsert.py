@@ -83,7 +83,8 @@ def upsert_rows(
     if not rows:
         return
     columns = list(columns)
-    rows = sorted(rows, key=itemgetter(*range(keys)))
+    if connection.dialect.name != "sqlite":  # SQLite has one writer at a time: no deadlock
+        rows = sorted(rows, key=itemgetter(*range(keys)))
     stmt = _statement(connection, table, columns[:keys], increment, replace, greatest, bit_or)
     compiled = stmt.compile(dialect=connection.dialect, column_keys=columns)
     params: list[Any]
