@@ -16,6 +16,8 @@ from sqlalchemy import Connection, DateTime, Table, func
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from vtguardian.store.literal_rows import execute_as_literals
+
 
 def upsert(
     connection: Connection,
@@ -72,7 +74,8 @@ def upsert_rows(
     bit_or: Iterable[str] = (),
 ) -> None:
     """:func:`upsert` of tuples in ``columns`` order whose first ``keys`` values are
-    the key, handed straight to the driver's ``executemany``.
+    the key, handed straight to the driver's ``executemany``, or on MySQL written
+    into the statement when that is certainly safe (see :mod:`.literal_rows`).
 
     Every row must carry every NOT NULL column: Python-side column defaults are not
     applied on this path. SQLite stores DATETIME as text in SQLAlchemy's format
@@ -89,6 +92,8 @@ def upsert_rows(
     compiled = stmt.compile(dialect=connection.dialect, column_keys=columns)
     params: list[Any]
     if not compiled.positional:
+        if execute_as_literals(connection, str(compiled), columns, rows):
+            return
         params = [dict(zip(columns, row, strict=True)) for row in rows]
     else:
         order = list(compiled.positiontup)
