@@ -187,6 +187,7 @@ class SuricataParser(Stateless):
                     except BadTimestamp as exc:
                         bad(index, f"missing or bad timestamp: {exc}")
                         continue
+                    start = end = _NO_HOUR  # ``hour`` is this line's, not the window's
                 events += 1
                 # The commonest events, a DNS query and a TLS handshake, name one domain
                 # asked for by the source: counted here, inline Batch.see_at.
