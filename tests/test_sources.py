@@ -191,6 +191,15 @@ def test_suricata_dns_v1_v2_v3(engine, tmp_path):
                "rdata": "104.21.1.1"})
         + _eve("dns", **answer, dns={"version": 2, "type": "answer", "rrname": "oisf.net",
                "rcode": "NXDOMAIN", "authorities": [{"rrname": "oisf.net", "rrtype": "SOA"}]})
+        # v2 with one address (the commonest answer), twice; an empty one; A and AAAA; two A
+        + 2 * _eve("dns", **answer, dns={"version": 2, "type": "answer", "rrname": "one.example",
+                   "rrtype": "A", "grouped": {"A": ["93.184.216.7"]}})
+        + _eve("dns", **answer, dns={"version": 2, "type": "answer", "rrname": "none.example",
+               "rrtype": "A", "grouped": {"A": [""]}})
+        + _eve("dns", **answer, dns={"version": 2, "type": "answer", "rrname": "both.example",
+               "rrtype": "A", "grouped": {"A": ["93.184.216.8"], "AAAA": ["2606:4700::8"]}})
+        + _eve("dns", **answer, dns={"version": 2, "type": "answer", "rrname": "two.example",
+               "rrtype": "A", "grouped": {"A": ["93.184.216.9", "93.184.216.10"]}})
     )  # fmt: skip
     totals = ingest(engine, "suricata", path)
     assert stored_hits(engine) == Counter(
@@ -201,9 +210,14 @@ def test_suricata_dns_v1_v2_v3(engine, tmp_path):
             ("ip", "2a00:1450:4009:81f::200e"): 1,
             ("domain", "google.com"): 1,
             ("ip", "104.21.1.1"): 1,
+            ("ip", "93.184.216.7"): 2,
+            ("ip", "93.184.216.8"): 1,
+            ("ip", "2606:4700::8"): 1,
+            ("ip", "93.184.216.9"): 1,
+            ("ip", "93.184.216.10"): 1,
         }
     )
-    assert totals.events == 6
+    assert totals.events == 11
     with engine.connect() as connection:
         clients = connection.execute(text("SELECT DISTINCT ip FROM clients")).scalars().all()
     assert clients == ["10.16.1.11"]

@@ -189,19 +189,29 @@ class SuricataParser(Stateless):
                         continue
                     start = end = _NO_HOUR  # ``hour`` is this line's, not the window's
                 events += 1
-                # The commonest events, a DNS query and a TLS handshake, name one domain
-                # asked for by the source: counted here, inline Batch.see_at.
-                name = None
+                # The commonest events name one IoC: a DNS query or a TLS handshake a
+                # domain the source asked for, a DNS answer with one address the
+                # address its destination was given. Counted here, inline Batch.see_at;
+                # anything else goes to the event type's handler.
+                name, ioc_kind, client = None, "domain", event.src_ip
                 if kind == "dns":
                     dns = event.dns
-                    if dns is not None and dns.type == "query":
-                        name = dns.rrname
+                    if dns is not None:
+                        dns_type = dns.type
+                        if dns_type == "query":
+                            name = dns.rrname
+                        elif dns_type == "answer" and dns.answers is None and dns.rdata is None:
+                            grouped = dns.grouped  # v2: decoded as lists of text
+                            if grouped is not None and grouped.AAAA is None:
+                                a = grouped.A
+                                if a is not None and len(a) == 1:
+                                    name, ioc_kind, client = a[0], "ip", event.dest_ip
                 elif kind == "tls":
                     tls = event.tls
                     if tls is not None:
                         name = tls.sni
                 if name.__class__ is str and name:
-                    key = ("domain", name, event.src_ip or "", hour)
+                    key = (ioc_kind, name, client or "", hour)
                     entry = counts.get(key)
                     if entry is None:
                         counts[key] = [1, 0, ts, ts]
