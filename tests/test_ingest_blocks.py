@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -24,7 +25,7 @@ from vtguardian.sources.lines import MAX_LINE, LineStarts, no_long_lines, parse_
 from vtguardian.sources.offsets import Offset
 from vtguardian.sources.prepare import prepare
 from vtguardian.sources.suricata import SuricataParser
-from vtguardian.sources.workers import prepared_in_workers
+from vtguardian.sources.workers import prepared_in_workers, segment_bounds
 
 REAL_EVENTS = [
     line
@@ -124,8 +125,16 @@ def test_blocks_see_what_single_lines_see(batch_lines):
         assert any(words in reason for words in want[kind]), (offset, reason)
 
 
-@pytest.mark.parametrize("segment_bytes", [997, 60_000, 250_000, 1 << 30])
-def test_segments_in_worker_processes_cover_every_line_once(tmp_path: Path, segment_bytes):
+@pytest.mark.parametrize(
+    ("segment_bytes", "smallest"),
+    [
+        *[(997, None), (60_000, None), (250_000, None), (1 << 30, None)],
+        *[(60_000, 700), (250_000, 5_000)],  # segments that grow, then shrink
+    ],
+)
+def test_segments_in_worker_processes_cover_every_line_once(
+    tmp_path: Path, segment_bytes, smallest
+):
     content, bad_offsets = _mixed_file(4_000, seed=segment_bytes)
     # an overlong line that crosses several segment edges, then more lines
     overlong_at = len(content)
@@ -148,6 +157,7 @@ def test_segments_in_worker_processes_cover_every_line_once(tmp_path: Path, segm
         batch_lines=400,
         segment_bytes=segment_bytes,
         workers=3,
+        smallest_bytes=smallest,
     ):
         positions.append(position)
         errors += [(e.position, e.reason) for e in prepared.errors]
@@ -200,3 +210,21 @@ def test_line_starts_are_file_positions_asked_in_any_order(lines, asked, positio
     starts = LineStarts(lines, position)
     for index in (i for i in asked if i < len(lines)):
         assert starts.at(index) == position + sum(len(line) + 1 for line in lines[:index])
+
+
+@given(st.integers(0, 10_000), st.integers(0, 5_000_000), st.data())
+def test_segments_cover_the_rest_of_the_file_and_ramp_up_and_down(first, rest, data):
+    largest = data.draw(st.integers(max(1, rest // 1_000), max(1, rest * 2)), "largest")
+    smallest = data.draw(st.one_of(st.none(), st.integers(1, largest * 2)), "smallest")
+    bounds = segment_bounds(first, first + rest, largest, smallest)
+    sizes = [b - a for a, b in pairwise(bounds)]
+    assert bounds[0] == first and bounds[-1] == first + rest
+    assert all(0 < size <= largest for size in sizes) or sizes == [0]
+    peak = sizes.index(max(sizes))
+    growing, shrinking = sizes[: peak + 1], sizes[peak:]
+    assert growing == sorted(growing) and shrinking == sorted(shrinking, reverse=True)
+    if smallest is None or 2 * smallest > largest:
+        assert len(sizes) == max(1, -(-rest // largest))  # an even split
+        assert max(sizes) - min(sizes) <= 1
+    elif rest >= 4 * largest:  # room for the whole ramp: it starts and ends small
+        assert sizes[0] == sizes[-1] == smallest

@@ -31,10 +31,14 @@ from vtguardian.sources.workers import can_fork, prepared_in_workers
 PARALLEL_MIN_BYTES = 32 << 20
 BATCH_LINES = 50_000
 # A backfill is stored in batches this many times larger: an hour of a busy log then
-# mostly lands in one batch, so each IoC and sighting row is written about once.
-BACKFILL_BATCH_FACTOR = 4
-# Workers parse byte segments of about this many bytes per line of a backfill batch
-# (a typical EVE line is 250-1000 bytes, so a segment holds about one batch).
+# mostly lands in one batch, so each IoC and sighting row is written about once, and
+# each batch's fixed cost (re-marking the IoCs it saw, its commit) is paid rarely.
+BACKFILL_BATCH_FACTOR = 8
+# Workers parse byte segments of up to this many bytes per line of a backfill batch,
+# about one batch of EVE lines (250-1000 bytes each; 64 MiB by default). The first
+# and last are a quarter of that, and sizes double between (see
+# workers.segment_bounds): the writer starts soon, and has little left to store
+# alone once parsing is done.
 SEGMENT_BYTES_PER_LINE = 160
 
 
@@ -133,6 +137,7 @@ class FileReader:
                 size,
                 lines,
                 segment_bytes=lines * SEGMENT_BYTES_PER_LINE,
+                smallest_bytes=lines * SEGMENT_BYTES_PER_LINE // 4,
             )
         else:
             parser = self.make_parser(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator
+from itertools import accumulate
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -51,16 +52,18 @@ def prepared_in_workers(
     batch_lines: int,
     segment_bytes: int,
     workers: int | None = None,
+    smallest_bytes: int | None = None,
 ) -> Iterator[Ready]:
     """Every line of the complete file ``path`` from ``start``, as prepared batches in
     file order. Positions are exact line starts, so each is a valid checkpoint."""
     allowed = worker_count(make_parser(path), path)
     workers = 1 if allowed == 1 else workers or allowed  # ``workers``: for tests
     if workers == 1:
-        segments = 1
+        bounds = [start.position, size]
     else:
-        segments = max(1, -(-(size - start.position) // segment_bytes))
-        workers = min(workers, segments)
+        bounds = segment_bounds(start.position, size, segment_bytes, smallest_bytes)
+    segments = len(bounds) - 1
+    workers = min(workers, segments)
     context = mp.get_context("fork")
     pipes: list[Connection] = []
     processes = []
@@ -70,9 +73,10 @@ def prepared_in_workers(
             target=_work,
             args=(sender, receiver, make_parser, classifier, path, start, batch_lines),
             kwargs={
-                "mine": range(index, segments, workers),
-                "segments": segments,
-                "segment_bytes": segment_bytes,
+                "mine": [
+                    (bounds[k], bounds[k + 1] if k < segments - 1 else None)
+                    for k in range(index, segments, workers)
+                ],
             },
             daemon=True,
         )
@@ -102,6 +106,29 @@ def prepared_in_workers(
                 process.kill()
 
 
+def segment_bounds(first: int, size: int, largest: int, smallest: int | None = None) -> list[int]:
+    """Byte positions cutting ``[first, size)`` into segments of at most ``largest``.
+
+    With ``smallest``, the segments grow from it to ``largest`` at the start and
+    shrink back to it at the end: the writer gets its first batch early instead of
+    idling while a whole large segment is parsed, and is left with little to store
+    alone once the parsers are done.
+    """
+    total = size - first
+    ramp: list[int] = []
+    step = smallest or largest
+    # Each step is at most half the largest, and enough is left for a middle segment
+    # at least as large: the sizes then only grow towards the middle and shrink after.
+    while 2 * step <= largest and total - 2 * (sum(ramp) + step) >= step:
+        ramp.append(step)
+        step *= 2
+    middle = total - 2 * sum(ramp)
+    count = max(1, -(-middle // largest))
+    even, extra = divmod(middle, count)
+    sizes = [*ramp, *[even + 1] * extra, *[even] * (count - extra), *reversed(ramp)]
+    return list(accumulate(sizes, initial=first))
+
+
 def _work(
     sender: Connection,
     receiver: Connection,
@@ -110,9 +137,7 @@ def _work(
     path: str,
     start: Offset,
     batch_lines: int,
-    mine: range,
-    segments: int,
-    segment_bytes: int,
+    mine: list[tuple[int, int | None]],
 ) -> None:
     """One worker: parse and prepare its segments, sending each batch as it is ready."""
     receiver.close()
@@ -120,10 +145,8 @@ def _work(
         parser = make_parser(path)
         parser.restore(start.state)
         with open_log(path) as handle:
-            for segment in mine:
-                first = start.position + segment * segment_bytes
-                end = first + segment_bytes if segment < segments - 1 else None
-                if segment:
+            for first, end in mine:
+                if first > start.position:
                     handle.seek(first - 1)  # a line starting exactly at ``first`` is ours
                     first = first - 1 + skip_line(handle)
                 for batch, position, state in without_gc_pauses(
