@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import orjson
@@ -12,6 +13,7 @@ from sqlalchemy import text
 
 from helpers import settings_for
 from vtguardian.clock import as_naive_utc, utcnow
+from vtguardian.intel.cache_use import CacheUse
 from vtguardian.store import migrate
 from vtguardian.store.answers import ReportRow, record_answer
 from vtguardian.store.engine import make_engine, write_transaction
@@ -131,6 +133,53 @@ def test_a_cached_answer_does_not_wait_for_an_ingest_on_sqlite(sqlite_url, tmp_p
         holder.join()
     assert order == ["answered", "lock released"]
     assert [r["status"] for r in response.json()["results"]] == ["cache", "cache"]
+    assert _stats(engine) == {"cache_hit": 2}  # noted, written once the lock was free
+    engine.dispose()
+
+
+def _stats(engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT outcome, SUM(count) FROM lookup_stats GROUP BY outcome")
+        ).all()
+    return {outcome: int(total) for outcome, total in rows}
+
+
+def _eventually(check, seconds: float = 10.0):
+    deadline = time.monotonic() + seconds
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return result
+
+
+def test_cached_answers_count_as_hits_and_uses_without_a_write_in_the_request(client, engine):
+    """The hit rate panel and eviction see the API's answers too, written afterwards."""
+    long_ago = (utcnow() - timedelta(days=5)).replace(microsecond=0)
+    with write_transaction(engine) as connection:
+        connection.execute(text("UPDATE verdicts SET last_used_at = :t"), {"t": long_ago})
+    body = {"values": ["known-bad.example.com", "known-good.example.com"]}
+    for _ in range(3):
+        assert client.post("/api/v1/lookup", json=body, headers=AUTH).status_code == 200
+    new = {"values": ["known-bad.example.com", "first-time.example.net"]}
+    results = client.post("/api/v1/lookup", json=new, headers=AUTH).json()["results"]
+    assert [r["status"] for r in results] == ["cache", "queued"]
+    want = {"cache_hit": 7, "cache_miss": 1}
+    assert _eventually(lambda: _stats(engine) == want), _stats(engine)
+    with engine.connect() as connection:
+        used = connection.execute(text("SELECT last_used_at FROM verdicts")).scalars().all()
+    assert len(used) == 2 and all(as_naive_utc(u) > long_ago for u in used)
+
+
+def test_cache_hits_wait_in_memory_while_the_database_cannot_take_them(tmp_path):
+    """A hit noted while the schema is missing (or the server away) is kept, not lost."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'later.db'}")
+    uses = CacheUse(engine, "virustotal")
+    uses.note([1, 1, 2])
+    assert uses.flush() is False and uses.pending() == 3
+    migrate.upgrade(engine)
+    _seed(engine)
+    assert uses.flush() is True and uses.pending() == 0
+    assert _stats(engine) == {"cache_hit": 3}
     engine.dispose()
 
 

@@ -42,7 +42,7 @@ from vtguardian.store.answers import (
     count_outcome,
     evict_beyond,
     record_answer,
-    touch,
+    record_cache_hits,
 )
 from vtguardian.store.engine import is_disconnect, run_in_transaction, wait_for_database
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
@@ -402,12 +402,9 @@ class LookupService:
     def _record_cache_hits(self, ioc_ids: list[int]) -> None:
         """One write for all the cache hits of a call, for eviction and the statistics."""
         now = utcnow()
-
-        def work(connection: Connection) -> None:
-            touch(connection, ioc_ids, now)
-            count_outcome(connection, PROVIDER, "cache_hit", now, count=len(ioc_ids))
-
-        run_in_transaction(self.engine, work)
+        run_in_transaction(
+            self.engine, lambda c: record_cache_hits(c, PROVIDER, ioc_ids, len(ioc_ids), now)
+        )
 
     def _result_from_cache(
         self, item: Classified, cached: CachedVerdict, source: str

@@ -205,6 +205,15 @@ def touch(connection: Connection, ioc_ids: Iterable[int], now: datetime) -> None
         )
 
 
+def record_cache_hits(
+    connection: Connection, provider: str, ioc_ids: Iterable[int], hits: int, now: datetime
+) -> None:
+    """``hits`` answers from the cache for ``ioc_ids``: the entries count as used (for
+    eviction) and the hits are added to the hourly statistics (for the hit rate)."""
+    touch(connection, ioc_ids, now)
+    count_outcome(connection, provider, "cache_hit", now, count=hits)
+
+
 def evict_beyond(connection: Connection, max_entries: int) -> int:
     """Expire the least recently used cache entries beyond ``max_entries``.
 

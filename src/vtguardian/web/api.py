@@ -21,10 +21,12 @@ from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
 from vtguardian.intel import queue
 from vtguardian.intel.alerts import alert_payload
+from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.enrich import Enricher
 from vtguardian.intel.flow import Flow
+from vtguardian.intel.lookup import PROVIDER
 from vtguardian.iocs import Classifier
-from vtguardian.store.answers import cached_verdicts
+from vtguardian.store.answers import cached_verdicts, count_outcome
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
 from vtguardian.store.recent import recent_with_ioc
@@ -70,6 +72,8 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
     read, write = token_check(settings, public)
     router = APIRouter(prefix="/api/v1")
     classifier = Classifier.from_settings(settings)
+    cache_use = CacheUse(engine, PROVIDER)
+    router.on_shutdown.append(cache_use.flush)
 
     @router.get("/iocs", dependencies=[Depends(read)])
     def list_iocs(
@@ -130,6 +134,7 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
             missing = [i for i in ids.values() if i not in fresh]
             requests = [queue.QueueRequest(i, queue.TIER_ALERT, reason="api") for i in missing]
             queue.enqueue(connection, requests, now)
+            count_outcome(connection, PROVIDER, "cache_miss", now, count=len(missing))
             return ids, fresh
 
         # All known and cached: a read only, which on SQLite never waits for an ingest.
@@ -137,6 +142,8 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
             ids, fresh = answers(connection)
         if len(fresh) < len(wanted):
             ids, fresh = run_in_transaction(engine, work)
+        # Written by a background thread, so that an answer never waits for a write.
+        cache_use.note(ids[key] for key in wanted if ids[key] in fresh)
         for item in classified:
             entry: dict[str, Any] = {
                 "input": item.input,
