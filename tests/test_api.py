@@ -258,3 +258,12 @@ def test_unknown_client_filters_match_nothing_and_never_fail(client, value):
     assert response.status_code == 200
     panel = next(p for p in response.json()["panels"] if p["key"] == "exposed_clients")
     assert panel["results"][0]["rows"] == []
+
+
+def test_the_page_detail_and_the_list_give_times_in_one_utc_form(client):
+    listed = client.get("/api/v1/iocs").json()["items"]
+    bad = next(item for item in listed if item["value"] == "known-bad.example.com")
+    detail = client.get("/api/v1/iocs/known-bad.example.com").json()
+    assert bad["checked_at"].endswith("Z")
+    assert detail["verdict"]["checked_at"] == bad["checked_at"]
+    assert all(r["fetched_at"].endswith("Z") for r in detail["reports"])

@@ -8,7 +8,7 @@ refused with 413 before they are read into memory.
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -40,7 +40,15 @@ class LookupRequest(BaseModel):
 
 
 def _iso(value: Any) -> Any:
-    return iso_z(value) if isinstance(value, datetime) else value
+    """Times as UTC with their ``Z``, the one form every JSON answer uses."""
+    if isinstance(value, datetime):
+        return iso_z(value)
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def row_payload(row: Any) -> dict[str, Any]:
+    """A database row as a JSON object, for the API and the page alike."""
+    return {k: _iso(v) for k, v in row._mapping.items()}
 
 
 def token_check(settings: Settings, public: bool):
@@ -108,7 +116,7 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
         with engine.connect() as connection:
             rows = connection.execute(query).all()
         return {
-            "items": [{k: _iso(v) for k, v in row._mapping.items()} for row in rows],
+            "items": [row_payload(row) for row in rows],
             "limit": limit,
             "offset": offset,
         }
@@ -200,6 +208,6 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
     @router.get("/actions", dependencies=[Depends(read)])
     def list_actions(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         rows = recent_with_ioc(engine, actions, limit)
-        return {"items": [{k: _iso(v) for k, v in row._mapping.items()} for row in rows]}
+        return {"items": [row_payload(row) for row in rows]}
 
     return router

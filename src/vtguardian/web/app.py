@@ -27,7 +27,7 @@ from vtguardian.quota import QuotaScheduler
 from vtguardian.store.engine import make_engine
 from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.schema import actions, clients, reports, sightings, verdicts
-from vtguardian.web.api import api_router, token_check
+from vtguardian.web.api import api_router, row_payload, token_check
 from vtguardian.web.metrics import render_metrics
 from vtguardian.web.panel_data import panel_data
 
@@ -164,27 +164,16 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
             done = connection.execute(
                 select(actions).where(actions.c.ioc_id == ioc_id).order_by(actions.c.id.desc())
             ).all()
-        plain = lambda rows: [  # noqa: E731
-            {k: _json(v) for k, v in row._mapping.items()} for row in rows
-        ]
         return {
             "type": key[0],
             "value": key[1],
-            "verdict": {k: _json(v) for k, v in verdict._mapping.items()} if verdict else None,
-            "reports": plain(history),
-            "clients": plain(seen_by),
-            "actions": plain(done),
+            "verdict": row_payload(verdict) if verdict else None,
+            "reports": [row_payload(row) for row in history],
+            "clients": [row_payload(row) for row in seen_by],
+            "actions": [row_payload(row) for row in done],
         }
 
     return app
-
-
-def _json(value: Any) -> Any:
-    from datetime import date, datetime
-
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
 
 
 class _TooLarge(Exception):
