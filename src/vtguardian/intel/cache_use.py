@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 from sqlalchemy import Engine
@@ -80,5 +81,5 @@ class CacheUse:
             self._wake.wait()
             self._wake.clear()
             if not self.flush():
-                threading.Event().wait(self._retry_seconds)
+                time.sleep(self._retry_seconds)
                 self._wake.set()
