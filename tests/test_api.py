@@ -183,6 +183,17 @@ def test_cache_hits_wait_in_memory_while_the_database_cannot_take_them(tmp_path)
     engine.dispose()
 
 
+def test_the_background_writer_tries_again_until_the_database_takes_the_hits(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'later.db'}")
+    uses = CacheUse(engine, "virustotal", retry_seconds=0.05)
+    uses.note([1, 2])  # the thread's writes fail for a while: no tables yet
+    time.sleep(0.3)
+    migrate.upgrade(engine)
+    _seed(engine)
+    assert _eventually(lambda: _stats(engine) == {"cache_hit": 2}), _stats(engine)
+    engine.dispose()
+
+
 def test_invalid_input_is_a_clear_4xx(client):
     assert client.post("/api/v1/lookup", json={"values": []}, headers=AUTH).status_code == 422
     assert client.post("/api/v1/lookup", content=b"{", headers=AUTH).status_code == 422
