@@ -142,7 +142,8 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
             missing = [i for i in ids.values() if i not in fresh]
             requests = [queue.QueueRequest(i, queue.TIER_ALERT, reason="api") for i in missing]
             queue.enqueue(connection, requests, now)
-            count_outcome(connection, PROVIDER, "cache_miss", now, count=len(missing))
+            if missing:
+                count_outcome(connection, PROVIDER, "cache_miss", now, count=len(missing))
             return ids, fresh
 
         # All known and cached: a read only, which on SQLite never waits for an ingest.
