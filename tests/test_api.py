@@ -173,7 +173,7 @@ def test_cached_answers_count_as_hits_and_uses_without_a_write_in_the_request(cl
 def test_cache_hits_wait_in_memory_while_the_database_cannot_take_them(tmp_path):
     """A hit noted while the schema is missing (or the server away) is kept, not lost."""
     engine = make_engine(f"sqlite:///{tmp_path / 'later.db'}")
-    uses = CacheUse(engine, "virustotal")
+    uses = CacheUse(engine, "virustotal", background=False)
     uses.note([1, 1, 2])
     assert uses.flush() is False and uses.pending() == 3
     migrate.upgrade(engine)
@@ -185,11 +185,18 @@ def test_cache_hits_wait_in_memory_while_the_database_cannot_take_them(tmp_path)
 
 def test_the_background_writer_tries_again_until_the_database_takes_the_hits(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'later.db'}")
-    uses = CacheUse(engine, "virustotal", retry_seconds=0.05)
-    uses.note([1, 2])  # the thread's writes fail for a while: no tables yet
-    time.sleep(0.3)
     migrate.upgrade(engine)
     _seed(engine)
+    with write_transaction(engine) as connection:  # the statistics table goes missing
+        create = connection.execute(
+            text("SELECT sql FROM sqlite_master WHERE name = 'lookup_stats'")
+        ).scalar_one()
+        connection.execute(text("DROP TABLE lookup_stats"))
+    uses = CacheUse(engine, "virustotal", retry_seconds=0.05)
+    uses.note([1, 2])  # the thread's writes fail, and are rolled back, until it is back
+    time.sleep(0.3)
+    with write_transaction(engine) as connection:
+        connection.execute(text(create))
     assert _eventually(lambda: _stats(engine) == {"cache_hit": 2}), _stats(engine)
     engine.dispose()
 

@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 
 
 class CacheUse:
-    def __init__(self, engine: Engine, provider: str, retry_seconds: float = 5.0) -> None:
+    def __init__(
+        self, engine: Engine, provider: str, retry_seconds: float = 5.0, background: bool = True
+    ) -> None:
+        """``background`` False leaves every write to :meth:`flush` (for tests)."""
         self._engine = engine
+        self._background = background
         self._provider = provider
         self._retry_seconds = retry_seconds
         self._lock = threading.Lock()  # guards what is pending
@@ -43,7 +47,7 @@ class CacheUse:
             for ioc_id in ioc_ids:
                 self._ids.add(ioc_id)
                 self._hits += 1
-            if self._thread is None:
+            if self._thread is None and self._background:
                 self._thread = threading.Thread(
                     target=self._run, name="vtguardian-cache-use", daemon=True
                 )
