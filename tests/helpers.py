@@ -50,6 +50,17 @@ def run_cli(
     )
 
 
+def wait_for(check, timeout: float = 60.0, what: str = "condition", interval: float = 0.2):
+    """The first truthy result of ``check``, polled until ``timeout``; AssertionError after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def settings_for(db_url: str, vt_url: str, **sections: dict | list) -> Settings:
     """Settings as a user would write them, pointed at a database and the emulator."""
     data: dict = {

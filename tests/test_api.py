@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from helpers import settings_for
+from helpers import settings_for, wait_for
 from vtguardian.clock import as_naive_utc, utcnow
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.store import migrate
@@ -145,13 +145,6 @@ def _stats(engine) -> dict[str, int]:
     return {outcome: int(total) for outcome, total in rows}
 
 
-def _eventually(check, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return result
-
-
 def test_cached_answers_count_as_hits_and_uses_without_a_write_in_the_request(client, engine):
     """The hit rate panel and eviction see the API's answers too, written afterwards."""
     long_ago = (utcnow() - timedelta(days=5)).replace(microsecond=0)
@@ -164,7 +157,7 @@ def test_cached_answers_count_as_hits_and_uses_without_a_write_in_the_request(cl
     results = client.post("/api/v1/lookup", json=new, headers=AUTH).json()["results"]
     assert [r["status"] for r in results] == ["cache", "queued"]
     want = {"cache_hit": 7, "cache_miss": 1}
-    assert _eventually(lambda: _stats(engine) == want), _stats(engine)
+    wait_for(lambda: _stats(engine) == want, 10, f"the statistics {want}", interval=0.05)
     with engine.connect() as connection:
         used = connection.execute(text("SELECT last_used_at FROM verdicts")).scalars().all()
     assert len(used) == 2 and all(as_naive_utc(u) > long_ago for u in used)
@@ -197,7 +190,8 @@ def test_the_background_writer_tries_again_until_the_database_takes_the_hits(tmp
     time.sleep(0.3)
     with write_transaction(engine) as connection:
         connection.execute(text(create))
-    assert _eventually(lambda: _stats(engine) == {"cache_hit": 2}), _stats(engine)
+    want = {"cache_hit": 2}
+    wait_for(lambda: _stats(engine) == want, 10, f"the statistics {want}", interval=0.05)
     engine.dispose()
 
 

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from helpers import SHARED_DATA, VTGUARDIAN
+from helpers import SHARED_DATA, VTGUARDIAN, wait_for
 from sources_helpers import stored_hits
 from vtguardian.store.engine import make_engine
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
@@ -50,16 +50,6 @@ def _start(config: Path, log: Path) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
     )
-
-
-def _wait_for(check, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _stop(process: subprocess.Popen, log: Path) -> float:
@@ -148,18 +138,18 @@ def test_run_follows_looks_up_blocks_serves_and_stops_cleanly(setup):
     s = setup
     process = _start(s["config"], s["log"])
     try:
-        _wait_for(lambda: _get(s["url"] + "/healthz"), what="the web app", timeout=60)  # started
+        wait_for(lambda: _get(s["url"] + "/healthz"), what="the web app", timeout=60)  # started
         with s["eve"].open("ab") as handle:  # written while the daemon follows the file
             for n in range(30):
                 handle.write(_dns_query(MALICIOUS if n % 3 == 0 else "www.example.org", n))
-        detail = _wait_for(
+        detail = wait_for(
             lambda: (d := _get(f"{s['url']}/api/v1/iocs/{MALICIOUS}")) and d.get("verdict") and d,
             what="the verdict on the API",
         )
         assert detail["verdict"]["verdict"] == "malicious"
-        _wait_for(lambda: MALICIOUS in _denied(s["gravity"]), what="the Pi-hole block")
+        wait_for(lambda: MALICIOUS in _denied(s["gravity"]), what="the Pi-hole block")
         # The deny entry is committed to gravity.db before the reload command runs.
-        _wait_for(lambda: (s["tmp"] / "reloaded").exists(), what="Pi-hole's reload command")
+        wait_for(lambda: (s["tmp"] / "reloaded").exists(), what="Pi-hole's reload command")
         # A half-written last line must wait for its newline, across the restart.
         with s["eve"].open("ab") as handle:
             handle.write(_dns_query("late.example.org", 99)[:40])
@@ -175,7 +165,7 @@ def test_run_follows_looks_up_blocks_serves_and_stops_cleanly(setup):
         handle.write(_dns_query(MALICIOUS, 100))
     process = _start(s["config"], s["log"])
     try:
-        _wait_for(
+        wait_for(
             lambda: _hits(s["database"]).get("late.example.org") == 1,
             what="the lines written while stopped",
         )

@@ -128,8 +128,12 @@ def test_blocks_see_what_single_lines_see(batch_lines):
 @pytest.mark.parametrize(
     ("segment_bytes", "smallest"),
     [
-        *[(997, None), (60_000, None), (250_000, None), (1 << 30, None)],
-        *[(60_000, 700), (250_000, 5_000)],  # segments that grow, then shrink
+        (997, None),
+        (60_000, None),
+        (250_000, None),
+        (1 << 30, None),
+        (60_000, 700),  # segments that grow, then shrink
+        (250_000, 5_000),
     ],
 )
 def test_segments_in_worker_processes_cover_every_line_once(
