@@ -163,6 +163,20 @@ def test_cached_answers_count_as_hits_and_uses_without_a_write_in_the_request(cl
     assert len(used) == 2 and all(as_naive_utc(u) > long_ago for u in used)
 
 
+def test_enrichment_through_the_api_counts_its_cache_hits(client, engine):
+    events = [{"dns": {"question": {"name": "known-bad.example.com"}}}] * 3 + [
+        {"dns": {"question": {"name": "known-good.example.com"}}},
+        {"dns": {"question": {"name": "first-time.example.net"}}},
+    ]
+    for _ in range(2):  # each request resolves its IoCs once: 2 hits a request
+        response = client.post("/api/v1/enrich", json=events, headers=AUTH)
+        assert response.status_code == 200
+    results = [e["vtguardian"]["ioc"]["global"]["result"] for e in response.json()]
+    assert results == ["malicious"] * 3 + ["harmless", "pending"]
+    want = {"cache_hit": 4, "cache_miss": 2}  # the unknown one is queued by each request
+    wait_for(lambda: _stats(engine) == want, 10, f"the statistics {want}", interval=0.05)
+
+
 def test_cache_hits_wait_in_memory_while_the_database_cannot_take_them(tmp_path):
     """A hit noted while the schema is missing (or the server away) is kept, not lost."""
     engine = make_engine(f"sqlite:///{tmp_path / 'later.db'}")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import orjson
 from sqlalchemy import text
 
 from helpers import run_cli, settings_for
+from vtguardian.clock import as_naive_utc, utcnow
 from vtguardian.intel.enrich import Enricher
 from vtguardian.intel.flow import Flow
 from vtguardian.intel.lookup import LookupService
 from vtguardian.iocs import Classifier
+from vtguardian.store.engine import write_transaction
 
 
 def _warm(engine, db_url, vt_url, values):
@@ -73,6 +76,34 @@ def test_enrich_cli_adds_ecs_enrichments_and_queues_unknown_once(
         )
     assert queued == ["https://never-seen.example.org/x"]
     assert len(vt_emulator.emulator.calls()) == 2  # enrichment never asked VirusTotal
+
+
+def test_enrich_cli_counts_cache_hits_and_misses_and_keeps_used_entries_fresh(
+    engine, db_url, vt_emulator, tmp_path
+):
+    """The hit rate panel counts what enrichment answered from the cache, once per IoC
+    a run, and eviction sees those entries as used."""
+    _warm(engine, db_url, vt_emulator.url, ["malware-c2.example.net", "www.google.com"])
+    long_ago = (utcnow() - timedelta(days=5)).replace(microsecond=0)
+    with write_transaction(engine) as connection:
+        connection.execute(text("DELETE FROM lookup_stats"))
+        connection.execute(text("UPDATE verdicts SET last_used_at = :t"), {"t": long_ago})
+    names = ["malware-c2.example.net", "www.google.com", "never-seen.example.org"] * 4
+    source = tmp_path / "in.ndjson"
+    source.write_text("".join(json.dumps({"dns": {"question": {"name": n}}}) + "\n" for n in names))
+    env = {"VTGUARDIAN_DATABASE__URL": db_url}
+    result = run_cli("enrich", "--in", str(source), "--out", str(tmp_path / "out"), env=env)
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT outcome, SUM(count) FROM lookup_stats GROUP BY outcome")
+        ).all()
+        used = connection.execute(text("SELECT last_used_at FROM verdicts")).scalars().all()
+    assert {outcome: int(count) for outcome, count in rows} == {
+        "cache_hit": 2,
+        "cache_miss": 1,
+    }
+    assert len(used) == 2 and all(as_naive_utc(stamp) > long_ago for stamp in used)
 
 
 def test_feeds_enrich_without_a_lookup(engine, db_url, vt_emulator, tmp_path):

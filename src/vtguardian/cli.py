@@ -471,14 +471,22 @@ def enrich_command(
     Uses only the cache, the allowlist and local feeds: unknown IoCs are queued for
     the worker and marked pending, never waited on.
     """
+    from vtguardian.intel.cache_use import CacheUse
     from vtguardian.intel.enrich import DEFAULT_FIELDS, Enricher
     from vtguardian.intel.flow import Flow
+    from vtguardian.intel.lookup import PROVIDER
     from vtguardian.iocs import Classifier
 
     settings = _state(ctx).settings
     classifier = Classifier.from_settings(settings)
+    engine = _open_store(ctx)
+    cache_use = CacheUse(engine, PROVIDER, background=False)
     enricher = Enricher(
-        _open_store(ctx), classifier, Flow(settings, classifier), field or DEFAULT_FIELDS
+        engine,
+        classifier,
+        Flow(settings, classifier),
+        field or DEFAULT_FIELDS,
+        cache_use=cache_use,
     )
     reader = sys.stdin.buffer if source == "-" else _open_input(source)
     writer = sys.stdout.buffer if target == "-" else open(target, "wb")  # noqa: SIM115
@@ -487,6 +495,7 @@ def enrich_command(
     finally:
         if writer is not sys.stdout.buffer:
             writer.close()
+        cache_use.flush()  # the hits of the whole run in one write; a failure only warns
     stats = enricher.stats
     err.print(
         f"{stats.events} events, {stats.enriched} enriched, {stats.queued} IoCs queued for "

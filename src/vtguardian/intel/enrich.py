@@ -5,6 +5,8 @@ local feeds) becomes an ECS ``threat.enrichments[]`` entry, and the event gets
 ``vtguardian.is_malicious`` and ``vtguardian.ioc.global.result`` (the worst
 level among its IoCs). IoCs nobody has answered yet are queued for lookup once
 and reported as ``pending``; enrichment never spends quota or waits for it.
+An answer from the cache counts as a cache hit, as a lookup's does: the hit rate
+panel then sees it, and eviction keeps the entries enrichment is using.
 
 Events are handled in chunks: each chunk's distinct IoCs are resolved with one
 query, so a warm cache costs a dictionary lookup per field.
@@ -22,10 +24,12 @@ from sqlalchemy import Engine
 
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.intel import queue
+from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import Flow
+from vtguardian.intel.lookup import PROVIDER
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.sources.ecs import lookup
-from vtguardian.store.answers import CachedVerdict, cached_verdicts
+from vtguardian.store.answers import CachedVerdict, cached_verdicts, count_outcome
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import ensure_iocs, find_ioc_ids
 from vtguardian.verdict import Level
@@ -85,8 +89,12 @@ class Enricher:
         flow: Flow | None = None,
         fields: Sequence[str] = DEFAULT_FIELDS,
         queue_unknown: bool = True,
+        cache_use: CacheUse | None = None,
     ) -> None:
+        """``cache_use`` records the cache hits (the API shares one across requests;
+        the caller flushes it); without it they are not counted."""
         self.engine = engine
+        self.cache_use = cache_use
         self.classifier = classifier
         self.flow = flow
         self.fields = list(fields)
@@ -252,10 +260,13 @@ class Enricher:
             ids = find_ioc_ids(connection, iocs)
             cached = cached_verdicts(connection, ids.values(), now)
         unresolved = []
+        hits = []
         for ioc in iocs:
-            answer = cached.get(ids.get(ioc, -1))
+            ioc_id = ids.get(ioc, -1)
+            answer = cached.get(ioc_id)
             if answer is not None:
                 self._known[ioc] = _template(ioc, answer)
+                hits.append(ioc_id)
                 continue
             local = self.flow.ask_local(IocType(ioc[0]), ioc[1]) if self.flow else None
             if local is not None and local.decider is not None:
@@ -266,6 +277,8 @@ class Enricher:
                 continue
             self._known[ioc] = None
             unresolved.append(ioc)
+        if hits and self.cache_use is not None:
+            self.cache_use.note(hits)
         if self.queue_unknown and unresolved:
             fresh = [ioc for ioc in unresolved if ioc not in self._queued]
             self._queued.update(fresh)
@@ -281,6 +294,7 @@ class Enricher:
                     ],
                     now,
                 )
+                count_outcome(connection, PROVIDER, "cache_miss", now, count=len(fresh))
 
             if fresh:
                 run_in_transaction(self.engine, work)

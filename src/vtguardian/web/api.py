@@ -183,7 +183,7 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
     async def enrich(request: Request) -> Response:
         """JSON (one event or a list) or NDJSON events in; the same, enriched, out."""
         body = await request.body()
-        enricher = Enricher(engine, classifier, Flow(settings, classifier))
+        enricher = Enricher(engine, classifier, Flow(settings, classifier), cache_use=cache_use)
         if "ndjson" in request.headers.get("content-type", ""):
             lines = list(enricher.enrich_lines(body.splitlines()))
             return Response(b"".join(lines), media_type="application/x-ndjson")
