@@ -24,6 +24,7 @@ from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
 from vtguardian.intel import queue
 from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
+from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import Flow, FlowOutcome, host_of
 from vtguardian.intel.virustotal import (
     KeyRejected,
@@ -42,7 +43,6 @@ from vtguardian.store.answers import (
     count_outcome,
     evict_beyond,
     record_answer,
-    record_cache_hits,
 )
 from vtguardian.store.engine import is_disconnect, run_in_transaction, wait_for_database
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
@@ -395,16 +395,11 @@ class LookupService:
         finally:
             if client is not None:
                 await client.__aexit__(None, None, None)
-            if hits:
-                self._record_cache_hits(hits)
+            if hits:  # one write for the call; if it fails, the answers still stand
+                uses = CacheUse(self.engine, PROVIDER, background=False)
+                uses.note(hits)
+                uses.flush()
         return results
-
-    def _record_cache_hits(self, ioc_ids: list[int]) -> None:
-        """One write for all the cache hits of a call, for eviction and the statistics."""
-        now = utcnow()
-        run_in_transaction(
-            self.engine, lambda c: record_cache_hits(c, PROVIDER, ioc_ids, len(ioc_ids), now)
-        )
 
     def _result_from_cache(
         self, item: Classified, cached: CachedVerdict, source: str
