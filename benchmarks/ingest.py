@@ -13,7 +13,12 @@ domains, answers, TLS, HTTP, a few alerts) and prints, measured in one run:
 
 Each phase runs in its own process so its peak memory is its own. Each ingest is
 compared with a bare loop run just before it: this machine's speed drifts.
-Usage: python benchmarks/ingest.py [--events 1000000] [--mariadb URL]
+Usage: python benchmarks/ingest.py [--events 1000000] [--scattered-answers]
+
+Each site answers with its own addresses, as real resolvers do. With
+``--scattered-answers`` every DNS answer names an address unrelated to its
+question instead (the file this benchmark generated until 2026-12-03): about
+four times as many hourly rows to store, a worst case for the writer.
 """
 
 from __future__ import annotations
@@ -35,9 +40,15 @@ import orjson
 MARIADB = os.environ.get("VTGUARDIAN_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
-def generate(path: Path, events: int, seed: int = 3) -> None:
+def generate(path: Path, events: int, seed: int = 3, scattered: bool = False) -> None:
     rng = random.Random(seed)
     domains = [f"www.site{n}.example.com" for n in range(20_000)]
+    # Each site has its own 1 to 4 addresses (a CDN's behind a CNAME), and an answer names
+    # them all, as a resolver answers a name with the same records for their TTL.
+    addresses = [
+        [f"93.{184 + k}.{n // 250}.{n % 250 + 1}" for k in range((1, 1, 2, 1, 3, 1, 2, 4)[n % 8])]
+        for n in range(len(domains))
+    ]
     clients = [f"192.168.1.{n}" for n in range(10, 60)]
     with path.open("wb") as handle:
         for n in range(events):
@@ -45,7 +56,10 @@ def generate(path: Path, events: int, seed: int = 3) -> None:
             clock = f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
             ts = f"2024-05-01T{clock}.{n % 1_000_000:06d}+0200"
             client = clients[int(rng.paretovariate(1.5)) % len(clients)]
-            domain = domains[int(rng.paretovariate(1.1)) % len(domains)]
+            site = int(rng.paretovariate(1.1)) % len(domains)
+            domain, address = domains[site], addresses[site]
+            if scattered:
+                address = [f"93.184.{n % 200}.{n % 250 + 1}"]
             roll = rng.random()
             base = {"timestamp": ts, "flow_id": n, "src_ip": client, "dest_ip": "192.168.1.1"}
             if roll < 0.55:
@@ -75,14 +89,18 @@ def generate(path: Path, events: int, seed: int = 3) -> None:
                         "rrname": domain,
                         "rrtype": "A",
                         "rcode": "NOERROR",
-                        "grouped": {"A": [f"93.184.{n % 200}.{n % 250 + 1}"]},
+                        "grouped": (
+                            {"A": address}
+                            if len(address) == 1
+                            else {"CNAME": [f"{domain}.cdn.example.net"], "A": address}
+                        ),
                     },
                 }
             elif roll < 0.95:
                 event = {
                     **base,
                     "event_type": "tls",
-                    "dest_ip": "93.184.216.34",
+                    "dest_ip": "93.184.216.34" if scattered else address[0],
                     "dest_port": 443,
                     "proto": "TCP",
                     "tls": {"sni": domain, "version": "TLS 1.3"},
@@ -91,7 +109,7 @@ def generate(path: Path, events: int, seed: int = 3) -> None:
                 event = {
                     **base,
                     "event_type": "http",
-                    "dest_ip": "93.184.216.34",
+                    "dest_ip": "93.184.216.34" if scattered else address[0],
                     "dest_port": 80,
                     "proto": "TCP",
                     "http": {
@@ -253,6 +271,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--naive-events", type=int, default=20_000)
+    parser.add_argument(
+        "--scattered-answers",
+        action="store_true",
+        help="every DNS answer a different address: the writer's worst case",
+    )
     parser.add_argument("--phase", nargs="*")
     args = parser.parse_args()
     if args.phase:
@@ -264,10 +287,14 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as folder:
         eve = Path(folder) / "eve.json"
-        generate(eve, args.events)
+        generate(eve, args.events, scattered=args.scattered_answers)
         os.sync()  # the file's write-back would otherwise slow whichever phase runs first
         size = eve.stat().st_size / 1e6
-        print(f"eve.json: {args.events} events, {size:.0f} MB (machine: {os.cpu_count()} cores)")
+        shape = "scattered answers" if args.scattered_answers else "answers per site"
+        print(
+            f"eve.json: {args.events} events ({shape}), {size:.0f} MB"
+            f" (machine: {os.cpu_count()} cores)"
+        )
         # The machine's speed drifts over minutes, so each ingest is compared with a
         # bare loop measured just before it, not with one from a minute earlier.
         bare_rate = _bare_rate(eve)
