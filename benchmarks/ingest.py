@@ -168,8 +168,12 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _server_cpu() -> float | None:
-    """CPU seconds of a MariaDB/MySQL server on this machine, if one is running here."""
+def _server_cpu(url: str) -> float | None:
+    """CPU seconds of the MariaDB/MySQL server at ``url`` if it runs on this machine."""
+    from sqlalchemy.engine import make_url
+
+    if make_url(url).host not in (None, "localhost", "127.0.0.1", "::1"):
+        return None  # a local server, if any, is not the one being written to
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)
@@ -310,9 +314,9 @@ def main() -> None:
         try:
             bare_rate = _bare_rate(eve)
             print(f"bare orjson.loads loop:     {bare_rate:>10,.0f} events/s")
-            server_before = _server_cpu()
+            server_before = _server_cpu(url)
             maria = run_phase("ingest", str(eve), url)
-            server_after = _server_cpu()
+            server_after = _server_cpu(url)
             rate_m = maria["events"] / maria["seconds"]
             print(
                 f"vtguardian -> MariaDB:      {rate_m:>10,.0f} events/s  "
