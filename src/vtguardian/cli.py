@@ -473,14 +473,13 @@ def enrich_command(
     """
     from vtguardian.intel.cache_use import CacheUse
     from vtguardian.intel.enrich import DEFAULT_FIELDS, Enricher
-    from vtguardian.intel.flow import Flow
-    from vtguardian.intel.lookup import PROVIDER
+    from vtguardian.intel.flow import VIRUSTOTAL, Flow
     from vtguardian.iocs import Classifier
 
     settings = _state(ctx).settings
     classifier = Classifier.from_settings(settings)
     engine = _open_store(ctx)
-    cache_use = CacheUse(engine, PROVIDER, background=False)
+    cache_use = CacheUse(engine, VIRUSTOTAL, background=False)
     enricher = Enricher(
         engine,
         classifier,

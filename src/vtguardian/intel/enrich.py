@@ -25,8 +25,7 @@ from sqlalchemy import Engine
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.intel import queue
 from vtguardian.intel.cache_use import CacheUse
-from vtguardian.intel.flow import Flow
-from vtguardian.intel.lookup import PROVIDER
+from vtguardian.intel.flow import VIRUSTOTAL, Flow
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.sources.ecs import lookup
 from vtguardian.store.answers import CachedVerdict, cached_verdicts, count_outcome
@@ -294,7 +293,7 @@ class Enricher:
                     ],
                     now,
                 )
-                count_outcome(connection, PROVIDER, "cache_miss", now, count=len(fresh))
+                count_outcome(connection, VIRUSTOTAL, "cache_miss", now, count=len(fresh))
 
             if fresh:
                 run_in_transaction(self.engine, work)

@@ -25,7 +25,7 @@ from vtguardian.config import Settings
 from vtguardian.intel import queue
 from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
 from vtguardian.intel.cache_use import CacheUse
-from vtguardian.intel.flow import Flow, FlowOutcome, host_of
+from vtguardian.intel.flow import VIRUSTOTAL, Flow, FlowOutcome, host_of
 from vtguardian.intel.virustotal import (
     KeyRejected,
     QuotaRefused,
@@ -48,7 +48,7 @@ from vtguardian.store.engine import is_disconnect, run_in_transaction, wait_for_
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
 from vtguardian.verdict import Level, Policy, decide
 
-PROVIDER = "virustotal"
+PROVIDER = VIRUSTOTAL
 DIRECT_RETRIES = 3
 
 

@@ -23,8 +23,7 @@ from vtguardian.intel import queue
 from vtguardian.intel.alerts import alert_payload
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.enrich import Enricher
-from vtguardian.intel.flow import Flow
-from vtguardian.intel.lookup import PROVIDER
+from vtguardian.intel.flow import VIRUSTOTAL, Flow
 from vtguardian.iocs import Classifier
 from vtguardian.store.answers import cached_verdicts, count_outcome
 from vtguardian.store.engine import run_in_transaction
@@ -80,7 +79,7 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
     read, write = token_check(settings, public)
     router = APIRouter(prefix="/api/v1")
     classifier = Classifier.from_settings(settings)
-    cache_use = CacheUse(engine, PROVIDER)
+    cache_use = CacheUse(engine, VIRUSTOTAL)
     router.on_shutdown.append(cache_use.flush)
 
     @router.get("/iocs", dependencies=[Depends(read)])
@@ -143,7 +142,7 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
             requests = [queue.QueueRequest(i, queue.TIER_ALERT, reason="api") for i in missing]
             queue.enqueue(connection, requests, now)
             if missing:
-                count_outcome(connection, PROVIDER, "cache_miss", now, count=len(missing))
+                count_outcome(connection, VIRUSTOTAL, "cache_miss", now, count=len(missing))
             return ids, fresh
 
         # All known and cached: a read only, which on SQLite never waits for an ingest.
