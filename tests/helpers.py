@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy import text
 
 from vtguardian.config import Settings
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
@@ -118,3 +119,12 @@ def served(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def lookup_outcomes(engine: Any) -> dict[str, int]:
+    """The hourly lookup statistics summed per outcome (cache_hit, cache_miss, ...)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT outcome, SUM(count) FROM lookup_stats GROUP BY outcome")
+        ).all()
+    return {outcome: int(total) for outcome, total in rows}

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from helpers import settings_for, wait_for
+from helpers import lookup_outcomes, settings_for, wait_for
 from vtguardian.clock import as_naive_utc, utcnow
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.store import migrate
@@ -133,16 +133,8 @@ def test_a_cached_answer_does_not_wait_for_an_ingest_on_sqlite(sqlite_url, tmp_p
         holder.join()
     assert order == ["answered", "lock released"]
     assert [r["status"] for r in response.json()["results"]] == ["cache", "cache"]
-    assert _stats(engine) == {"cache_hit": 2}  # noted, written once the lock was free
+    assert lookup_outcomes(engine) == {"cache_hit": 2}  # noted, written once the lock was free
     engine.dispose()
-
-
-def _stats(engine) -> dict[str, int]:
-    with engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT outcome, SUM(count) FROM lookup_stats GROUP BY outcome")
-        ).all()
-    return {outcome: int(total) for outcome, total in rows}
 
 
 def test_cached_answers_count_as_hits_and_uses_without_a_write_in_the_request(client, engine):
@@ -157,7 +149,7 @@ def test_cached_answers_count_as_hits_and_uses_without_a_write_in_the_request(cl
     results = client.post("/api/v1/lookup", json=new, headers=AUTH).json()["results"]
     assert [r["status"] for r in results] == ["cache", "queued"]
     want = {"cache_hit": 7, "cache_miss": 1}
-    wait_for(lambda: _stats(engine) == want, 10, f"the statistics {want}", interval=0.05)
+    wait_for(lambda: lookup_outcomes(engine) == want, 10, f"the statistics {want}", interval=0.05)
     with engine.connect() as connection:
         used = connection.execute(text("SELECT last_used_at FROM verdicts")).scalars().all()
     assert len(used) == 2 and all(as_naive_utc(u) > long_ago for u in used)
@@ -174,7 +166,7 @@ def test_enrichment_through_the_api_counts_its_cache_hits(client, engine):
     results = [e["vtguardian"]["ioc"]["global"]["result"] for e in response.json()]
     assert results == ["malicious"] * 3 + ["harmless", "pending"]
     want = {"cache_hit": 4, "cache_miss": 2}  # the unknown one is queued by each request
-    wait_for(lambda: _stats(engine) == want, 10, f"the statistics {want}", interval=0.05)
+    wait_for(lambda: lookup_outcomes(engine) == want, 10, f"the statistics {want}", interval=0.05)
 
 
 def test_cache_hits_wait_in_memory_while_the_database_cannot_take_them(tmp_path):
@@ -186,7 +178,7 @@ def test_cache_hits_wait_in_memory_while_the_database_cannot_take_them(tmp_path)
     migrate.upgrade(engine)
     _seed(engine)
     assert uses.flush() is True and uses.pending() == 0
-    assert _stats(engine) == {"cache_hit": 3}
+    assert lookup_outcomes(engine) == {"cache_hit": 3}
     engine.dispose()
 
 
@@ -205,7 +197,7 @@ def test_the_background_writer_tries_again_until_the_database_takes_the_hits(tmp
     with write_transaction(engine) as connection:
         connection.execute(text(create))
     want = {"cache_hit": 2}
-    wait_for(lambda: _stats(engine) == want, 10, f"the statistics {want}", interval=0.05)
+    wait_for(lambda: lookup_outcomes(engine) == want, 10, f"the statistics {want}", interval=0.05)
     engine.dispose()
 
 
