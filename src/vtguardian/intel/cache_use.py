@@ -6,6 +6,7 @@ matters, for the dashboard's cache hit rate and so that an entry in use is not t
 first evicted, so it is noted in memory and a background thread writes what has
 gathered, many requests in one transaction. If the database is away the hits are
 kept and written once it is back; only a killed process loses the few it held.
+Enrichment and the command line's lookups count their hits through it too.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class CacheUse:
     def __init__(
         self, engine: Engine, provider: str, retry_seconds: float = 5.0, background: bool = True
     ) -> None:
-        """``background`` False leaves every write to :meth:`flush` (for tests)."""
+        """``background`` False leaves every write to :meth:`flush`: the command line
+        writes a run's hits once, at its end (and tests drive the writes themselves)."""
         self._engine = engine
         self._background = background
         self._provider = provider
