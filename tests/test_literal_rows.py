@@ -76,7 +76,33 @@ def _run_as_literals(engine: Engine, rows: list[tuple]) -> bool:
     with engine.begin() as connection:
         statement = _statement(connection, probe, ["k"], [], ["n", "s", "d"], [], [])
         sql = str(statement.compile(dialect=connection.dialect, column_keys=list(COLUMNS)))
-        return execute_as_literals(connection, sql, COLUMNS, rows)
+        return execute_as_literals(connection, sql, COLUMNS, rows) is not None
+
+
+def test_returning_reads_back_every_row_written_across_statements(maria, monkeypatch):
+    """Inserted and updated rows alike, from each of the statements a large upsert is
+    cut into: what ensure_iocs takes its ids from instead of a query."""
+    monkeypatch.setattr("vtguardian.store.literal_rows.MAX_STATEMENT_BYTES", 200)
+    with maria.begin() as connection:
+        upsert_rows(connection, probe, COLUMNS, [(k, k, "old", None) for k in range(0, 40, 2)], 1)
+    rows = [(k, 100 + k, "new", None) for k in range(40)]
+    with maria.begin() as connection:
+        returned = upsert_rows(
+            connection, probe, COLUMNS, rows, keys=1, increment=["n"], returning=["k", "n"]
+        )
+    stored = [(k, n) for k, n, _s, _d in _stored(maria)]
+    assert sorted(returned) == stored
+    assert stored == [(k, 100 + k + (k if k % 2 == 0 else 0)) for k in range(40)]
+
+
+def test_without_returning_on_the_server_the_caller_is_told(maria, monkeypatch):
+    monkeypatch.setattr(maria.dialect, "insert_returning", False)  # as on MySQL
+    with maria.begin() as connection:
+        returned = upsert_rows(
+            connection, probe, COLUMNS, [(1, 1, "x", None)], keys=1, returning=["k"]
+        )
+    assert returned is None
+    assert _stored(maria) == [(1, 1, "x", None)]
 
 
 def test_ingest_like_rows_are_written_as_literals(maria):

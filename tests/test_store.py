@@ -121,6 +121,24 @@ def test_entities_are_created_once_and_keep_the_latest_name(engine):
     assert _naive(first_seen) == T0
 
 
+def test_bulk_ids_match_their_iocs_whether_new_or_known(engine):
+    """The ids come back from the upsert itself where the server can (MariaDB), else
+    from a query: either way each must be its own IoC's, for old and new alike."""
+    known = {("domain", f"k{n}.example.com"): ("example.com", T0, T0) for n in range(600)}
+    fresh = {("ip", f"203.0.113.{n}"): (None, T0, T0) for n in range(1, 200)}
+    with write_transaction(engine) as connection:
+        first = ensure_iocs(connection, known)
+    with write_transaction(engine) as connection:
+        ids = ensure_iocs(connection, {**fresh, **known})
+    with engine.connect() as connection:
+        stored = {
+            (kind, value): ioc_id
+            for ioc_id, kind, value in connection.execute(text("SELECT id, type, value FROM iocs"))
+        }
+    assert ids == stored
+    assert {key: ids[key] for key in known} == first
+
+
 def test_url_scans_view_shows_latest_virustotal_report(engine):
     with write_transaction(engine) as connection:
         ids = ensure_iocs(connection, {("domain", "evil.example"): ("evil.example", T0, T0)})

@@ -33,18 +33,23 @@ def ensure_iocs(
 
     ``last_seen`` only ever moves forward, so batches arriving out of order are safe.
     Dates are datetimes or naive UTC text, as an ingest prepares them (see
-    :func:`upsert_rows`).
+    :func:`upsert_rows`). On MariaDB the upsert itself returns the ids; elsewhere
+    they are read back: on a large ingest that query was a tenth of the writer's
+    time.
     """
     by_digest = _by_digest(items)
-    upsert_rows(
+    returned = upsert_rows(
         connection,
         iocs,
         ("digest", "type", "value", "registered_domain", "first_seen", "last_seen"),
         [(digest, kind, value, *items[kind, value]) for digest, (kind, value) in by_digest.items()],
         keys=1,
         greatest=["last_seen"],
+        returning=("digest", "id"),
     )
-    return _ids(connection, by_digest)
+    if returned is None:
+        return _ids(connection, by_digest)
+    return {by_digest[digest]: ioc_id for digest, ioc_id in returned}
 
 
 def find_or_create_iocs(

@@ -32,27 +32,32 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 def execute_as_literals(
-    connection: Connection, statement: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> bool:
+    connection: Connection,
+    statement: str,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    returning: str = "",
+) -> list[tuple[Any, ...]] | None:
     """Run the pyformat ``INSERT ... VALUES (...) [ON DUPLICATE ...]`` ``statement`` for
-    ``rows`` (values in ``columns`` order) with the values written in; False, having
+    ``rows`` (values in ``columns`` order) with the values written in, and give the
+    rows its ``returning`` clause (``RETURNING ...``, if any) read back; None, having
     run nothing, when the rows are not certainly safe to write that way."""
     match = RE_INSERT_VALUES.match(statement)
     if match is None or not rows:
-        return False
+        return None
     prefix, values, suffix = match.group(1, 2, 3)
     if "%" in prefix or "%" in suffix:
-        return False  # an escaped %% would need unescaping: leave it to the driver
+        return None  # an escaped %% would need unescaping: leave it to the driver
     names = _PLACEHOLDER.findall(values)
     if sorted(names) != sorted(columns):
-        return False
+        return None
     by_name = {name: index for index, name in enumerate(columns)}
     values_of = [list(map(itemgetter(by_name[name]), rows)) for name in names]
     formats, quotes, rewritten = [], 0, False
     for index, column in enumerate(values_of):
         layout = _layout(column)
         if layout is None:
-            return False
+            return None
         form, literal = layout
         formats.append(form)
         if literal is not None:
@@ -69,12 +74,16 @@ def execute_as_literals(
     rendered = [template % row for row in rows]
     body = "".join(rendered)
     if body.count("'") != quotes or "\\" in body or "\0" in body:
-        return False
+        return None
     per_statement = max(1, MAX_STATEMENT_BYTES // (max(map(len, rendered)) + 1))
+    suffix = f"{suffix.rstrip()} {returning}" if returning else suffix
+    returned: list[tuple[Any, ...]] = []
     for start in range(0, len(rendered), per_statement):
         sql = prefix + ",".join(rendered[start : start + per_statement]) + suffix
-        connection.exec_driver_sql(sql, execution_options={"no_parameters": True})
-    return True
+        result = connection.exec_driver_sql(sql, execution_options={"no_parameters": True})
+        if returning:
+            returned.extend(map(tuple, result))
+    return returned
 
 
 def _layout(column: list[Any]) -> tuple[str, Callable[[Any], str] | None] | None:

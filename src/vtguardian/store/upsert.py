@@ -72,10 +72,16 @@ def upsert_rows(
     replace: Iterable[str] = (),
     greatest: Iterable[str] = (),
     bit_or: Iterable[str] = (),
-) -> None:
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]] | None:
     """:func:`upsert` of tuples in ``columns`` order whose first ``keys`` values are
     the key, handed straight to the driver's ``executemany``, or on MySQL written
     into the statement when that is certainly safe (see :mod:`.literal_rows`).
+
+    With ``returning`` (column names), the same statement also reads those columns
+    of every row written, inserted or updated, where the database can (MariaDB's
+    ``RETURNING``): the caller is then spared a query to read them back. None when
+    it could not, and an executemany cannot on any driver here.
 
     Every row must carry every NOT NULL column: Python-side column defaults are not
     applied on this path. SQLite stores DATETIME as text in SQLAlchemy's format
@@ -84,7 +90,7 @@ def upsert_rows(
     MySQL drivers take both as they are, and MySQL reads the text as DATETIME.
     """
     if not rows:
-        return
+        return [] if returning else None
     columns = list(columns)
     if connection.dialect.name != "sqlite":  # SQLite has one writer at a time: no deadlock
         rows = sorted(rows, key=itemgetter(*range(keys)))
@@ -92,8 +98,10 @@ def upsert_rows(
     compiled = stmt.compile(dialect=connection.dialect, column_keys=columns)
     params: list[Any]
     if not compiled.positional:
-        if execute_as_literals(connection, str(compiled), columns, rows):
-            return
+        clause = _returning_clause(connection, returning)
+        returned = execute_as_literals(connection, str(compiled), columns, rows, clause)
+        if returned is not None:
+            return returned if clause else None
         params = [dict(zip(columns, row, strict=True)) for row in rows]
     else:
         order = list(compiled.positiontup)
@@ -104,6 +112,16 @@ def upsert_rows(
         if connection.dialect.name == "sqlite":
             params = _with_text_dates(table, order, rows)
     connection.exec_driver_sql(str(compiled), params)
+    return None
+
+
+def _returning_clause(connection: Connection, columns: Sequence[str]) -> str:
+    """``RETURNING`` the ``columns`` when the server has it on an upsert (MariaDB
+    10.5+; MySQL has none), else nothing."""
+    if not columns or not connection.dialect.insert_returning:
+        return ""
+    quote = connection.dialect.identifier_preparer.quote
+    return "RETURNING " + ", ".join(map(quote, columns))
 
 
 def _with_text_dates(table: Table, order: list[str], rows: list[tuple[Any, ...]]) -> list[Any]:
