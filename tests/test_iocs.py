@@ -229,6 +229,18 @@ def test_eligible_addresses_are_global(ip):
 
 
 @settings(max_examples=200, deadline=None)
+@given(st.ip_addresses())
+def test_a_url_host_that_is_an_address_is_read_as_one(ip):
+    host = f"[{ip.exploded}]" if ip.version == 6 else ip.exploded
+    result = Classifier().classify(f"http://{host}/x")
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    netloc = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+    assert result.value == f"http://{netloc}/x"
+    assert result.registered_domain is None
+
+
+@settings(max_examples=200, deadline=None)
 @given(domains(), domains())
 def test_allowlist_covers_every_subdomain(allowed, prefix):
     classifier = Classifier(allow_domains=[allowed])

@@ -166,12 +166,17 @@ def hash_kind(value: str) -> str:
 
 def registered_domain(domain: str) -> str | None:
     """eTLD+1 from tldextract's bundled Public Suffix List; no network fetch ever."""
-    result = _EXTRACT(domain).top_domain_under_public_suffix
+    result = _split(domain).top_domain_under_public_suffix
     return result or None
 
 
 def public_suffix(domain: str) -> str:
-    return _EXTRACT(domain).suffix
+    return _split(domain).suffix
+
+
+# A URL's host is split three times as it is classified (local? public suffix? eTLD+1),
+# and many URLs share a host: each host is split once.
+_split = lru_cache(maxsize=65_536)(_EXTRACT.__call__)
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -354,10 +359,13 @@ class Classifier:
         if not host_text:
             raise InvalidIoc("invalid url: no host")
         # Credentials in a URL are the user's secret: they are dropped, never sent.
-        try:
-            host_ip: IpAddress | None = normalise_ip(host_text)
-        except InvalidIoc:
-            host_ip = None
+        host_ip: IpAddress | None = None
+        if ":" in host_text or host_text.replace(".", "").isdigit():
+            # The only forms an address can take; a name would fail the parse slowly.
+            try:
+                host_ip = normalise_ip(host_text)
+            except InvalidIoc:
+                host_ip = None
         if host_ip is not None:
             host = host_ip.compressed
             netloc = f"[{host}]" if host_ip.version == 6 else host
