@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from helpers import run_cli, settings_for
+from sources_helpers import ingest
 from vtguardian.clock import as_naive_utc, utcnow
 from vtguardian.intel import queue
 from vtguardian.intel.lookup import LookupService
@@ -150,6 +151,33 @@ def test_expired_answers_of_iocs_still_seen_are_requeued(engine, db_url, vt_emul
         assert queue.requeue_stale(connection) == 1
         queued = connection.execute(select(lookup_queue.c.ioc_id, lookup_queue.c.tier)).all()
     assert queued == [(ids[("domain", "still-seen.example.com")], queue.TIER_RECHECK)]
+
+
+def test_an_ingest_queues_only_what_has_no_fresh_answer(engine, db_url, vt_emulator, tmp_path):
+    ids = _queue_domains(engine, ["fresh.example.com", "stale.example.com"])
+    asyncio.run(_service(engine, db_url, vt_emulator.url).run_worker(once=True))
+    with write_transaction(engine) as connection:
+        connection.execute(
+            update(verdicts)
+            .where(verdicts.c.ioc_id == ids[("domain", "stale.example.com")])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    listing = tmp_path / "iocs.txt"
+    listing.write_text("fresh.example.com\nstale.example.com\nunknown.example.com\n")
+    ingest(engine, "plain", listing)
+    with engine.connect() as connection:
+        queued = connection.execute(
+            select(lookup_queue.c.ioc_id, lookup_queue.c.tier, lookup_queue.c.reason)
+        ).all()
+        new_id = connection.execute(
+            text("SELECT id FROM iocs WHERE value = 'unknown.example.com'")
+        ).scalar()
+    assert sorted(queued) == sorted(
+        [
+            (ids[("domain", "stale.example.com")], queue.TIER_RECHECK, "recheck"),
+            (new_id, queue.TIER_NEW, "new"),
+        ]
+    )
 
 
 def test_cache_evicts_least_recently_used_beyond_the_limit(engine, db_url, vt_emulator):

@@ -46,25 +46,32 @@ class Claim:
     attempts: int
 
 
-def needing_lookup(connection: Connection, ioc_ids: Iterable[int], now: datetime) -> set[int]:
-    """Those of ``ioc_ids`` with no fresh cached answer."""
-    wanted = set(ioc_ids)
+def answer_expiry(connection: Connection, ioc_ids: Iterable[int]) -> dict[int, datetime]:
+    """When the cached answer of each of ``ioc_ids`` that has one expires."""
+    wanted = list(ioc_ids)
     if not wanted:
-        return set()
-    fresh = connection.execute(
-        select(verdicts.c.ioc_id).where(verdicts.c.ioc_id.in_(wanted), verdicts.c.expires_at > now)
-    ).scalars()
-    return wanted - set(fresh)
+        return {}
+    query = select(verdicts.c.ioc_id, verdicts.c.expires_at).where(verdicts.c.ioc_id.in_(wanted))
+    return {ioc_id: expires for ioc_id, expires in connection.execute(query)}
 
 
 def enqueue(
-    connection: Connection, requests: Iterable[QueueRequest], now: datetime | None = None
+    connection: Connection,
+    requests: Iterable[QueueRequest],
+    now: datetime | None = None,
+    expiry: dict[int, datetime] | None = None,
 ) -> int:
     """Queue what has no fresh answer; an IoC already queued keeps one row, its
-    priority raised to the highest tier and client count asked for."""
+    priority raised to the highest tier and client count asked for.
+
+    ``expiry``: :func:`answer_expiry` of the requests, when the caller has read it
+    already (an ingest does, to tell re-checks from new IoCs); else it is read here.
+    """
     now = now or utcnow()
     requests = list(requests)
-    todo = needing_lookup(connection, (r.ioc_id for r in requests), now)
+    if expiry is None:
+        expiry = answer_expiry(connection, {r.ioc_id for r in requests})
+    fresh = {ioc_id for ioc_id, expires in expiry.items() if expires > now}
     rows = [
         {
             "ioc_id": r.ioc_id,
@@ -77,7 +84,7 @@ def enqueue(
             "attempts": 0,
         }
         for r in requests
-        if r.ioc_id in todo
+        if r.ioc_id not in fresh
     ]
     upsert(
         connection,

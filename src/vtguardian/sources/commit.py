@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert
 
 from vtguardian.clock import utcnow
 from vtguardian.intel import queue
@@ -19,7 +19,7 @@ from vtguardian.sources.batch import Batch, Totals
 from vtguardian.sources.prepare import IocKey, Prepared, prepare
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
-from vtguardian.store.schema import ids_alerts, ingest_errors, verdicts
+from vtguardian.store.schema import ids_alerts, ingest_errors
 from vtguardian.store.sightings import write_sightings
 
 Checkpoint = Callable[[Connection], None]
@@ -113,11 +113,7 @@ def _queue(
         return
     wanted = {ioc_ids[ioc]: counts for ioc, counts in prepared.queue.items()}
     alerted_ids = {ioc_ids[i] for i in prepared.alerted if i in ioc_ids}
-    known = set(
-        connection.execute(
-            select(verdicts.c.ioc_id).where(verdicts.c.ioc_id.in_(list(wanted)))
-        ).scalars()
-    )
+    known = queue.answer_expiry(connection, wanted)
     requests = []
     for ioc_id, (clients, hits) in wanted.items():
         if ioc_id in alerted_ids:
@@ -127,4 +123,4 @@ def _queue(
         else:
             tier, reason = queue.TIER_NEW, "new"
         requests.append(queue.QueueRequest(ioc_id, tier, clients, hits, reason))
-    queue.enqueue(connection, requests, now)
+    queue.enqueue(connection, requests, now, expiry=known)
