@@ -121,11 +121,15 @@ def test_entities_are_created_once_and_keep_the_latest_name(engine):
     assert _naive(first_seen) == T0
 
 
-def test_bulk_ids_match_their_iocs_whether_new_or_known(engine):
+@pytest.mark.parametrize("odd_url", [None, "http://x.example/?q='a\\b"], ids=["plain", "quoted"])
+def test_bulk_ids_match_their_iocs_whether_new_or_known(engine, odd_url):
     """The ids come back from the upsert itself where the server can (MariaDB), else
-    from a query: either way each must be its own IoC's, for old and new alike."""
+    from a query (MySQL, SQLite, or values only the driver may escape): either way
+    each must be its own IoC's, for old and new alike."""
     known = {("domain", f"k{n}.example.com"): ("example.com", T0, T0) for n in range(600)}
     fresh = {("ip", f"203.0.113.{n}"): (None, T0, T0) for n in range(1, 200)}
+    if odd_url:
+        fresh[("url", odd_url)] = ("example", T0, T0)
     with write_transaction(engine) as connection:
         first = ensure_iocs(connection, known)
     with write_transaction(engine) as connection:
