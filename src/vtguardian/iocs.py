@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -362,10 +363,8 @@ class Classifier:
         host_ip: IpAddress | None = None
         if ":" in host_text or host_text.replace(".", "").isdigit():
             # The only forms an address can take; a name would fail the parse slowly.
-            try:
+            with suppress(InvalidIoc):
                 host_ip = normalise_ip(host_text)
-            except InvalidIoc:
-                host_ip = None
         if host_ip is not None:
             host = host_ip.compressed
             netloc = f"[{host}]" if host_ip.version == 6 else host

@@ -39,8 +39,8 @@ def execute_as_literals(
     returning: str = "",
 ) -> list[tuple[Any, ...]] | None:
     """Run the pyformat ``INSERT ... VALUES (...) [ON DUPLICATE ...]`` ``statement`` for
-    ``rows`` (values in ``columns`` order) with the values written in, and give the
-    rows its ``returning`` clause (``RETURNING ...``, if any) read back; None, having
+    ``rows`` (values in ``columns`` order) with the values written in, and return the
+    rows its ``returning`` clause (``RETURNING ...``, if any) reads back; None, having
     run nothing, when the rows are not certainly safe to write that way."""
     match = RE_INSERT_VALUES.match(statement)
     if match is None or not rows:
