@@ -155,13 +155,19 @@ def phase_ingest(path: str, url: str) -> dict:
     engine = make_engine(url)
     migrate.upgrade(engine)
     self_before, children_before = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    server_before = _server_cpu(url)
     started = time.perf_counter()
     totals = ingest_paths(engine, Classifier(), "suricata", [path])
+    seconds = time.perf_counter() - started
+    server_after = _server_cpu(url)
     return {
         "events": totals.events,
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
         "cpu_writer": _cpu(resource.RUSAGE_SELF) - self_before,
         "cpu_parsers": _cpu(resource.RUSAGE_CHILDREN) - children_before,
+        "cpu_server": (
+            None if server_before is None or server_after is None else server_after - server_before
+        ),
     }
 
 
@@ -174,12 +180,15 @@ def _server_cpu(url: str) -> float | None:
     """CPU seconds of the MariaDB/MySQL server at ``url`` if it runs on this machine."""
     from sqlalchemy.engine import make_url
 
-    if make_url(url).host not in (None, "localhost", "127.0.0.1", "::1"):
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return None  # no server
+    if parsed.host not in (None, "localhost", "127.0.0.1", "::1"):
         return None  # a local server, if any, is not the one being written to
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            fields = stat.read_text().rsplit(")", 1)
-            if stat.with_name("comm").read_text().strip() in ("mariadbd", "mysqld"):
+            if comm.read_text().strip() in ("mariadbd", "mysqld"):
+                fields = comm.with_name("stat").read_text().rsplit(")", 1)
                 utime, stime = fields[1].split()[11:13]
                 return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
@@ -187,10 +196,23 @@ def _server_cpu(url: str) -> float | None:
     return None
 
 
-def report_cpu(result: dict, bare_rate: float, server: float | None = None) -> str:
+def report(label: str, result: dict, bare_rate: float) -> float:
+    """Print an ingest's speed against the bare loop and the CPU it used; its events/s."""
+    rate = result["events"] / result["seconds"]
+    print(f"bare orjson.loads loop:     {bare_rate:>10,.0f} events/s")
+    print(
+        f"{f'vtguardian -> {label}:':<28}{rate:>10,.0f} events/s  ratio {rate / bare_rate:.2f}"
+        f"  peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
+    print(report_cpu(result, bare_rate))
+    return rate
+
+
+def report_cpu(result: dict, bare_rate: float) -> str:
     """The CPU an ingest used and the best ratio it allows on this machine's cores."""
     parts = [f"writer {result['cpu_writer']:.2f} s", f"parsers {result['cpu_parsers']:.2f} s"]
     total = result["cpu_writer"] + result["cpu_parsers"]
+    server = result.get("cpu_server")
     if server is not None:
         parts.append(f"MariaDB server {server:.2f} s")
         total += server
@@ -310,36 +332,12 @@ def main() -> None:
             f"eve.json: {args.events} events ({shape}), {size:.0f} MB"
             f" (machine: {os.cpu_count()} cores)"
         )
-        sqlite, bare_rate = compared(
-            eve, lambda: run_phase("ingest", str(eve), f"sqlite:///{Path(folder) / 'bench.db'}")
-        )
-        print(f"bare orjson.loads loop:     {bare_rate:>10,.0f} events/s")
-        rate = sqlite["events"] / sqlite["seconds"]
-        print(
-            f"vtguardian -> SQLite:       {rate:>10,.0f} events/s  ratio {rate / bare_rate:.2f}"
-            f"  peak RSS {sqlite['peak_rss_mb']:.0f} MB"
-        )
-        print(report_cpu(sqlite, bare_rate))
+        sqlite_url = f"sqlite:///{Path(folder) / 'bench.db'}"
+        report("SQLite", *compared(eve, lambda: run_phase("ingest", str(eve), sqlite_url)))
         url, drop = temporary_database()
         try:
-            server: list[float | None] = []
-
-            def ingest_maria() -> dict:
-                server.append(_server_cpu(url))
-                result = run_phase("ingest", str(eve), url)
-                server.append(_server_cpu(url))
-                return result
-
-            maria, bare_rate = compared(eve, ingest_maria)
-            print(f"bare orjson.loads loop:     {bare_rate:>10,.0f} events/s")
-            rate_m = maria["events"] / maria["seconds"]
-            print(
-                f"vtguardian -> MariaDB:      {rate_m:>10,.0f} events/s  "
-                f"ratio {rate_m / bare_rate:.2f}  peak RSS {maria['peak_rss_mb']:.0f} MB"
-            )
-            start, end = server
-            used = None if start is None or end is None else end - start
-            print(report_cpu(maria, bare_rate, used))
+            maria = compared(eve, lambda: run_phase("ingest", str(eve), url))
+            rate_m = report("MariaDB", *maria)
             naive = run_phase("naive", str(eve), url, str(args.naive_events))
             rate_n = naive["events"] / naive["seconds"]
             print(
