@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import wait_for
 from sources_helpers import lookup_outcome, reference_state, stored_state
 from test_ingest_crash import _position, _write_eve
 from test_lookup import _queue_domains
@@ -57,13 +58,11 @@ class PrivateMariaDB:
              "--innodb-buffer-pool-size=64M"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise AssertionError("the private MariaDB did not start")
+        wait_for(self._accepting, 60, "the private MariaDB to start", interval=0.05)
+
+    def _accepting(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
     def stop(self) -> None:
         assert self.process is not None
