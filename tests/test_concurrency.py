@@ -31,7 +31,7 @@ def _worker(url: str, seed: int, queue: multiprocessing.Queue) -> None:
             ioc_ids = ensure_iocs(
                 connection, {("domain", d): ("example.com", hour, hour) for d in domain_slice}
             )
-            client_ids = ensure_clients(connection, {ip: (None, hour) for ip in CLIENTS})
+            client_ids = ensure_clients(connection, {ip: (None, hour, hour) for ip in CLIENTS})
             counts = {}
             for d in domain_slice:
                 for ip in CLIENTS:

@@ -89,7 +89,9 @@ def fixture_db(mariadb_url):
                 ("domain", "queued.example.com"): ("example.com", t0, t0),
             },
         )
-        client = ensure_clients(c, {"192.168.1.10": ("laptop", t0), "192.168.1.11": (None, t0)})
+        client = ensure_clients(
+            c, {"192.168.1.10": ("laptop", t0, t0), "192.168.1.11": (None, t0, t0)}
+        )
         a, b = client["192.168.1.10"], client["192.168.1.11"]
         evil, sus, good = (ioc[("domain", f"{n}.example.com")] for n in ("evil", "sus", "good"))
         ip, file_ = ioc[("ip", "185.220.101.66")], ioc[("file", "a" * 64)]

@@ -30,7 +30,7 @@ def page_url(tmp_path):
     with write_transaction(engine) as c:
         ids = ensure_iocs(c, {("domain", f"bad{n}.example.com"): (None, t0, t0) for n in range(3)}
                           | {("domain", "fine.example.com"): (None, t0, t0)})  # fmt: skip
-        client = ensure_clients(c, {"192.168.1.10": ("laptop", t0)})["192.168.1.10"]
+        client = ensure_clients(c, {"192.168.1.10": ("laptop", t0, t0)})["192.168.1.10"]
         # Hostile content that got into the database some other way must still render as text.
         hostile = c.execute(
             insert(iocs).values(digest=ioc_digest("domain", HOSTILE), type="domain", value=HOSTILE,

@@ -61,6 +61,7 @@ def test_prepared_rows_match_sums_worked_out_from_the_events(generated):
     askers: dict = defaultdict(set)
     hits: dict = defaultdict(int)
     latest: dict = {}
+    earliest: dict = {}
     spans: dict = {}
     for value, client, ts in seen:
         utc = ts.astimezone(UTC)
@@ -74,6 +75,7 @@ def test_prepared_rows_match_sums_worked_out_from_the_events(generated):
         askers[ioc].add(client)
         hits[ioc] += 1
         latest[client] = max(latest.get(client, utc), utc)
+        earliest[client] = min(earliest.get(client, utc), utc)
         first, last = spans.get(ioc, (ts, ts))
         spans[ioc] = (min(first, ts), max(last, ts))
 
@@ -85,7 +87,8 @@ def test_prepared_rows_match_sums_worked_out_from_the_events(generated):
     )
     assert prepared.queue == {ioc: (len(askers[ioc]), hits[ioc]) for ioc in hits}
     assert prepared.clients == {
-        client: (None, moment.replace(tzinfo=None)) for client, moment in latest.items()
+        client: (None, earliest[client].replace(tzinfo=None), last.replace(tzinfo=None))
+        for client, last in latest.items()
     }
     assert prepared.iocs == {
         ioc: ("example.com" if ioc[1] == "example.com" else "example.org", _text(a), _text(b))

@@ -45,10 +45,10 @@ def loaded(engine):
                 | {("ip", f"185.220.101.{n}"): (None, START, START) for n in range(5)},
             ).values()
         )
+        addresses = [f"10.0.{n // 250}.{n % 250}" for n in range(150)]
         client_ids = list(
-            ensure_clients(c, {f"10.0.{n // 250}.{n % 250}": (None, START) for n in range(150)})
-            .values()
-        )  # fmt: skip
+            ensure_clients(c, dict.fromkeys(addresses, (None, START, START))).values()
+        )
         for n, ioc_id in enumerate(ioc_ids[:6]):
             level = "malicious" if n % 2 else "harmless"
             record_answer(

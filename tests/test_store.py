@@ -79,7 +79,7 @@ def test_sighting_upsert_increments_and_keeps_latest_time(engine):
     hour = hour_bucket(T0)
     with write_transaction(engine) as connection:
         ioc_ids = ensure_iocs(connection, {("domain", "example.com"): ("example.com", T0, T0)})
-        client_ids = ensure_clients(connection, {"192.168.1.10": ("laptop", T0)})
+        client_ids = ensure_clients(connection, {"192.168.1.10": ("laptop", T0, T0)})
     key = (ioc_ids[("domain", "example.com")], client_ids["192.168.1.10"], "pihole", hour)
     with write_transaction(engine) as connection:
         add_sightings(connection, {key: (3, 1, T0)})
@@ -101,11 +101,11 @@ def test_entities_are_created_once_and_keep_the_latest_name(engine):
             },
         )
         clients_first = ensure_clients(
-            connection, {"192.168.1.10": (None, T0), UNKNOWN_CLIENT: (None, T0)}
+            connection, {"192.168.1.10": (None, T0, T0), UNKNOWN_CLIENT: (None, T0, T0)}
         )
     with write_transaction(engine) as connection:
         again = ensure_iocs(connection, {("ip", "8.8.8.8"): (None, later, later)})
-        clients_again = ensure_clients(connection, {"192.168.1.10": ("phone", later)})
+        clients_again = ensure_clients(connection, {"192.168.1.10": ("phone", later, later)})
     assert again[("ip", "8.8.8.8")] == first[("ip", "8.8.8.8")]
     assert clients_again["192.168.1.10"] == clients_first["192.168.1.10"]
     with engine.connect() as connection:
@@ -119,6 +119,19 @@ def test_entities_are_created_once_and_keep_the_latest_name(engine):
     assert name == "phone"
     assert _naive(last) == later
     assert _naive(first_seen) == T0
+
+
+def test_an_earlier_sighting_stored_later_moves_first_seen_back(engine):
+    """Batches stored out of order, or merged, still leave each span the widest."""
+    earlier, later = T0 - timedelta(days=1), T0 + timedelta(hours=2)
+    for first, last in ((T0, T0), (earlier, earlier), (T0, later)):
+        with write_transaction(engine) as connection:
+            ensure_iocs(connection, {("ip", "8.8.8.8"): (None, first, last)})
+            ensure_clients(connection, {"192.168.1.10": ("laptop", first, last)})
+    with engine.connect() as connection:
+        for table in ("iocs", "clients"):
+            span = connection.execute(text(f"SELECT first_seen, last_seen FROM {table}")).one()
+            assert tuple(map(_naive, span)) == (earlier, later), table
 
 
 @pytest.mark.parametrize("odd_url", [None, "http://x.example/?q='a\\b"], ids=["plain", "quoted"])

@@ -49,8 +49,8 @@ class Prepared:
     sightings: list[tuple[IocKey, str, str, int, int, str]] = field(default_factory=list)
     #: (ioc, client, day, hits, blocked, last seen): the same counts per day
     client_days: list[tuple[IocKey, str, str, int, int, str]] = field(default_factory=list)
-    #: client address -> (name, last seen)
-    clients: dict[str, tuple[str | None, datetime]] = field(default_factory=dict)
+    #: client address -> (name, first seen, last seen)
+    clients: dict[str, tuple[str | None, datetime, datetime]] = field(default_factory=dict)
     #: ioc -> (distinct clients, hits) for the lookup queue
     queue: dict[IocKey, tuple[int, int]] = field(default_factory=dict)
     alerted: set[IocKey] = field(default_factory=set)
@@ -83,6 +83,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     # ioc -> [distinct clients, hits]: what the lookup queue ranks by
     asked: dict[IocKey, list[Any]] = {}
     latest: dict[str, Stamp] = {}  # client -> its last stamp
+    earliest: dict[str, Stamp] = {}  # client -> its first stamp
     registered: dict[IocKey, str | None] = {}
     eligible = invalid = skipped = 0
     for (kind, raw, client, hour), (hits, blocked, last, first) in batch.counts.items():
@@ -121,8 +122,13 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
             who[0].add(client)
             who[1] += hits
         seen = latest.get(client)
-        if seen is None or last > seen:
-            latest[client] = last
+        if seen is None:
+            latest[client], earliest[client] = last, first
+        else:
+            if last > seen:
+                latest[client] = last
+            if first < earliest[client]:
+                earliest[client] = first
     out.hits, out.invalid, out.skipped = eligible, invalid, skipped
     out.iocs = {
         ioc: (registered[ioc], stamp_text(first, since), stamp_text(last, until))
@@ -130,7 +136,10 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     }
     _lay_out_rows(out, merged, set(prefixes.values()))
     names = batch.client_names
-    out.clients = {client: (names.get(client), stamp_datetime(ts)) for client, ts in latest.items()}
+    out.clients = {
+        client: (names.get(client), stamp_datetime(earliest[client]), stamp_datetime(ts))
+        for client, ts in latest.items()
+    }
     out.queue = {ioc: (len(who), hits) for ioc, (who, hits) in asked.items()}
     out.alerted = {ioc for k in batch.alerted if (ioc := resolved.get(k)).__class__ is tuple}  # type: ignore[misc]
     for alert in batch.alerts:
@@ -150,7 +159,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
         ioc = resolved.get((alert.ioc_kind, alert.ioc_raw or ""))
         out.alerts.append((row, alert.client, ioc if ioc.__class__ is tuple else None))  # type: ignore[arg-type]
         if alert.client not in out.clients:
-            out.clients[alert.client] = (batch.client_names.get(alert.client), row["ts"])
+            out.clients[alert.client] = (batch.client_names.get(alert.client), row["ts"], row["ts"])
     return out
 
 
@@ -190,3 +199,4 @@ def _lay_out_rows(
                 entry[2] = when
     out.sightings = rows
     out.client_days = [(*key, hits, blocked, when) for key, (hits, blocked, when) in days.items()]
+

@@ -31,7 +31,8 @@ def ensure_iocs(
 ) -> dict[tuple[str, str], int]:
     """Ids for ``(type, value) -> (registered_domain, first_seen, last_seen)``.
 
-    ``last_seen`` only ever moves forward, so batches arriving out of order are safe.
+    ``first_seen`` only ever moves back and ``last_seen`` forward, so batches
+    arriving out of order, or stored together as one, are safe.
     Dates are datetimes or naive UTC text, as an ingest prepares them (see
     :func:`upsert_rows`). On MariaDB the upsert itself returns the ids; elsewhere
     they are read back: on a large ingest that query was a tenth of the writer's
@@ -45,6 +46,7 @@ def ensure_iocs(
         [(digest, kind, value, *items[kind, value]) for digest, (kind, value) in by_digest.items()],
         keys=1,
         greatest=["last_seen"],
+        least=["first_seen"],
         returning=("digest", "id"),
     )
     if returned is None:
@@ -71,17 +73,19 @@ def find_or_create_iocs(
 
 def ensure_clients(
     connection: Connection,
-    items: Mapping[str, tuple[str | None, datetime]],
+    items: Mapping[str, tuple[str | None, datetime, datetime]],
 ) -> dict[str, int]:
-    """Ids for ``ip -> (name, seen_at)``; a later name replaces an older one."""
+    """Ids for ``ip -> (name, first_seen, last_seen)``; a later name replaces an
+    older one, and the span only widens, as for IoCs."""
     rows = [
-        {"ip": ip, "name": name, "first_seen": seen, "last_seen": seen}
-        for ip, (name, seen) in items.items()
+        {"ip": ip, "name": name, "first_seen": first, "last_seen": last}
+        for ip, (name, first, last) in items.items()
     ]
     named = [row for row in rows if row["name"]]
     unnamed = [row for row in rows if not row["name"]]
-    upsert(connection, clients, named, keys=["ip"], replace=["name"], greatest=["last_seen"])
-    upsert(connection, clients, unnamed, keys=["ip"], greatest=["last_seen"])
+    span = {"greatest": ["last_seen"], "least": ["first_seen"]}
+    upsert(connection, clients, named, keys=["ip"], replace=["name"], **span)
+    upsert(connection, clients, unnamed, keys=["ip"], **span)
     ids: dict[str, int] = {}
     addresses = list(items)
     for start in range(0, len(addresses), _CHUNK):

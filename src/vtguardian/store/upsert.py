@@ -28,9 +28,11 @@ def upsert(
     replace: Iterable[str] = (),
     greatest: Iterable[str] = (),
     bit_or: Iterable[str] = (),
+    least: Iterable[str] = (),
 ) -> None:
     """Insert ``rows``; on a key clash add ``increment`` columns, overwrite ``replace``
-    columns, keep the larger value of ``greatest`` columns and OR ``bit_or`` ones.
+    columns, keep the larger value of ``greatest`` columns and the smaller of
+    ``least`` ones, and OR ``bit_or`` ones.
 
     Rows are written in key order: two writers touching the same keys then lock
     them in the same order, which is what keeps InnoDB from deadlocking.
@@ -39,7 +41,7 @@ def upsert(
         return
     keys = list(keys)
     if len(rows) < FAST_PATH_ROWS:
-        stmt = _statement(connection, table, keys, increment, replace, greatest, bit_or)
+        stmt = _statement(connection, table, keys, increment, replace, greatest, bit_or, least)
         connection.execute(stmt, sorted(rows, key=itemgetter(*keys)))
         return
     columns = [*keys, *(name for name in rows[0] if name not in keys)]
@@ -54,6 +56,7 @@ def upsert(
         replace,
         greatest,
         bit_or,
+        least=least,
     )
 
 
@@ -73,6 +76,7 @@ def upsert_rows(
     greatest: Iterable[str] = (),
     bit_or: Iterable[str] = (),
     returning: Sequence[str] = (),
+    least: Iterable[str] = (),
 ) -> list[tuple[Any, ...]] | None:
     """:func:`upsert` of tuples in ``columns`` order whose first ``keys`` values are
     the key, handed straight to the driver's ``executemany``, or on MySQL written
@@ -94,7 +98,9 @@ def upsert_rows(
     columns = list(columns)
     if connection.dialect.name != "sqlite":  # SQLite has one writer at a time: no deadlock
         rows = sorted(rows, key=itemgetter(*range(keys)))
-    stmt = _statement(connection, table, columns[:keys], increment, replace, greatest, bit_or)
+    stmt = _statement(
+        connection, table, columns[:keys], increment, replace, greatest, bit_or, least
+    )
     compiled = stmt.compile(dialect=connection.dialect, column_keys=columns)
     params: list[Any]
     if not compiled.positional:
@@ -151,17 +157,19 @@ def _statement(
     replace: Iterable[str],
     greatest: Iterable[str],
     bit_or: Iterable[str],
+    least: Iterable[str],
 ) -> Any:
+    changes = (increment, replace, greatest, bit_or, least)
     if connection.dialect.name == "sqlite":
         stmt = sqlite_insert(table)
-        updates = _updates(table, stmt.excluded, increment, replace, greatest, bit_or, sqlite=True)
+        updates = _updates(table, stmt.excluded, *changes, sqlite=True)
         return (
             stmt.on_conflict_do_update(index_elements=keys, set_=updates)
             if updates
             else stmt.on_conflict_do_nothing(index_elements=keys)
         )
     stmt = mysql_insert(table)
-    updates = _updates(table, stmt.inserted, increment, replace, greatest, bit_or, sqlite=False)
+    updates = _updates(table, stmt.inserted, *changes, sqlite=False)
     if not updates:  # MySQL has no DO NOTHING: a self-assignment is the idiom.
         first = keys[0]
         updates = {first: table.c[first]}
@@ -175,6 +183,7 @@ def _updates(
     replace: Iterable[str],
     greatest: Iterable[str],
     bit_or: Iterable[str],
+    least: Iterable[str],
     sqlite: bool,
 ) -> dict[str, Any]:
     updates: dict[str, Any] = {}
@@ -185,6 +194,9 @@ def _updates(
     for name in greatest:
         # SQLite's two-argument max() is its scalar GREATEST.
         fn = func.max if sqlite else func.greatest
+        updates[name] = fn(table.c[name], new[name])
+    for name in least:
+        fn = func.min if sqlite else func.least
         updates[name] = fn(table.c[name], new[name])
     for name in bit_or:
         updates[name] = table.c[name].op("|")(new[name])
