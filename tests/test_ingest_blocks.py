@@ -8,7 +8,11 @@ bad line recorded at its own byte offset, whatever the block or segment edges.
 from __future__ import annotations
 
 import io
+import multiprocessing as mp
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import SHARED_DATA
+from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import ParseError
 from vtguardian.sources.batch import Batch
@@ -25,7 +30,7 @@ from vtguardian.sources.lines import MAX_LINE, LineStarts, no_long_lines, parse_
 from vtguardian.sources.offsets import Offset
 from vtguardian.sources.prepare import prepare
 from vtguardian.sources.suricata import SuricataParser
-from vtguardian.sources.workers import prepared_in_workers, segment_bounds
+from vtguardian.sources.workers import BACKLOG_THREAD, prepared_in_workers, segment_bounds
 
 REAL_EVENTS = [
     line
@@ -179,6 +184,92 @@ def test_segments_in_worker_processes_cover_every_line_once(
     for ioc, client, hour, hits, _b, _l in _prepared_hits(expected_hits, classifier):
         single[(ioc, client, hour)] += hits
     assert sightings == single
+
+
+def _in_workers(path: Path, size: int, parser=SuricataParser) -> Iterator:
+    """Small segments of a few small batches each, on two workers."""
+    return prepared_in_workers(
+        lambda _path: parser(),
+        Classifier(),
+        str(path),
+        Offset(),
+        size,
+        batch_lines=BATCH_LINES,
+        segment_bytes=size // 12 + 1,
+        workers=2,
+    )
+
+
+BATCH_LINES = 200
+
+
+def _nothing_left_running() -> bool:
+    return not mp.active_children() and BACKLOG_THREAD not in {
+        t.name for t in threading.enumerate()
+    }
+
+
+def test_batches_that_wait_for_a_busy_writer_come_as_one_and_lose_nothing(tmp_path: Path):
+    content, bad_offsets = _mixed_file(3_000, seed=11)
+    path = tmp_path / "eve.json"
+    path.write_bytes(content)
+    expected_hits, _errors, expected_events = _line_by_line(content)
+    classifier = Classifier()
+    positions, errors, sizes, events, sightings = [], [], [], 0, Counter()
+    for step, (prepared, position, _state) in enumerate(_in_workers(path, len(content))):
+        if step == 0:
+            time.sleep(1.0)  # the writer is busy storing: the next batches pile up
+        positions.append(position)
+        sizes.append(prepared.lines)
+        errors += [e.position for e in prepared.errors]
+        events += prepared.events
+        for ioc, client, hour, hits, _blocked, _last in prepared.sightings:
+            sightings[(ioc, client, hour)] += hits
+    assert max(sizes) > BATCH_LINES  # no parsed batch is larger: these were merged
+    assert positions == sorted(positions) and positions[-1] == len(content)
+    assert sum(sizes) == content.count(b"\n")
+    assert errors == bad_offsets
+    assert events == expected_events
+    single = Counter()
+    for ioc, client, hour, hits, _b, _l in _prepared_hits(expected_hits, classifier):
+        single[(ioc, client, hour)] += hits
+    assert sightings == single
+    assert _nothing_left_running()
+
+
+class _FailingParser(SuricataParser):
+    """A parser that breaks (not a bad line: a bug, a full disk) on one line."""
+
+    def feed_block(self, lines: list[bytes], batch: Batch, bad) -> None:
+        if any(b"disk-on-fire" in line for line in lines):
+            raise RuntimeError("disk on fire")
+        super().feed_block(lines, batch, bad)
+
+
+def test_a_worker_that_breaks_stops_the_ingest_after_the_batches_before_it(tmp_path: Path):
+    content, _bad = _mixed_file(3_000, seed=5)
+    broken_at = len(content) * 2 // 3
+    broken_at = content.index(b"\n", broken_at) + 1
+    content = content[:broken_at] + b'{"event_type": "disk-on-fire"}\n' + content[broken_at:]
+    path = tmp_path / "eve.json"
+    path.write_bytes(content)
+    positions = []
+    with pytest.raises(InvalidInput, match="RuntimeError: disk on fire"):
+        for _prepared, position, _state in _in_workers(path, len(content), _FailingParser):
+            positions.append(position)
+    assert positions and positions[-1] <= broken_at
+    assert _nothing_left_running()
+
+
+def test_a_writer_that_stops_early_leaves_no_worker_or_thread_behind(tmp_path: Path):
+    content, _bad = _mixed_file(3_000, seed=7)
+    path = tmp_path / "eve.json"
+    path.write_bytes(content)
+    batches = _in_workers(path, len(content))
+    next(batches)
+    time.sleep(0.5)  # the workers are blocked, their batches waiting to be taken
+    batches.close()  # what an ingest does when storing fails
+    assert _nothing_left_running()
 
 
 def _prepared_hits(hits: Counter, classifier: Classifier) -> list:

@@ -7,14 +7,19 @@ lines stand alone is cut into byte segments parsed side by side, each worker
 taking every n-th segment; a parser that carries state from line to line (Zeek
 headers, dnsmasq query joins), or a gzip file that cannot seek, gets one worker.
 
-Each pipe holds about one batch, so no worker runs far ahead of what is stored
-and memory stays bounded however large the file.
+A thread of the parent takes each batch as soon as it is sent and keeps at most
+:data:`MOST_MERGED` waiting, so no worker runs far ahead of what is stored and
+memory stays bounded however large the file. When the parent falls behind, it
+stores all the batches that are waiting as one (see :func:`prepare.merge`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from itertools import accumulate
 from multiprocessing.connection import Connection
@@ -26,10 +31,12 @@ from vtguardian.sources.base import LineParser, Stateless
 from vtguardian.sources.gc_pause import without_gc_pauses
 from vtguardian.sources.lines import open_log, parse_batches, skip_line
 from vtguardian.sources.offsets import Offset
-from vtguardian.sources.prepare import Prepared, prepare
+from vtguardian.sources.prepare import Prepared, merge, prepare
 
 Ready = tuple[Prepared, int, Any]  # a prepared batch, the position after it, the parser state
 _END = "end"  # a worker has sent every batch of its segment
+BACKLOG_THREAD = "ingest-backlog"  # receives the workers' batches in the parent
+MOST_MERGED = 4  # batches stored as one at most: what waits is about one per worker
 
 
 def can_fork() -> bool:
@@ -84,26 +91,118 @@ def prepared_in_workers(
         sender.close()
         pipes.append(receiver)
         processes.append(process)
+    backlog = _Backlog(_InFileOrder(pipes, segments, path))
     try:
-        for segment in range(segments):
-            pipe = pipes[segment % workers]
-            while True:
-                try:
-                    kind, payload = pipe.recv()
-                except EOFError:
-                    raise InvalidInput(f"{path}: the parser process died") from None
-                if kind == _END:
-                    break
-                if kind == "error":
-                    raise InvalidInput(f"{path}: {payload}")
-                yield payload
+        while (first := backlog.take()) is not None:
+            parts = [first]
+            while len(parts) < MOST_MERGED and (more := backlog.take_waiting()) is not None:
+                parts.append(more)
+            _prepared, position, state = parts[-1]
+            yield merge([part[0] for part in parts]), position, state
     finally:
-        for pipe in pipes:
-            pipe.close()
+        backlog.stop()
         for process in processes:
-            process.join(timeout=5)
+            process.join(timeout=5 if backlog.complete else 0)
             if process.is_alive():
                 process.kill()
+                process.join()
+        backlog.close()
+        for pipe in pipes:
+            pipe.close()
+
+
+class _InFileOrder:
+    """The workers' batches in file order: segment k comes from pipe k mod workers."""
+
+    def __init__(self, pipes: list[Connection], segments: int, path: str) -> None:
+        self.pipes, self.segments, self.path = pipes, segments, path
+        self.segment = 0
+
+    def take(self) -> Ready | None:
+        """The next batch, waiting for it; None after the last one."""
+        while self.segment < self.segments:
+            try:
+                kind, payload = self.pipes[self.segment % len(self.pipes)].recv()
+            except EOFError:
+                raise InvalidInput(f"{self.path}: the parser process died") from None
+            if kind == _END:
+                self.segment += 1
+            elif kind == "error":
+                raise InvalidInput(f"{self.path}: {payload}")
+            else:
+                return payload
+        return None
+
+
+class _Backlog:
+    """Batches received on a thread as soon as the workers send them, so that the
+    workers keep parsing while the parent stores, and what piles up meanwhile can
+    be stored as one transaction. At most :data:`MOST_MERGED` wait, which bounds
+    the memory they take."""
+
+    _DONE = object()
+
+    def __init__(self, incoming: _InFileOrder) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(MOST_MERGED)
+        self._stopping = threading.Event()
+        self._error: BaseException | None = None
+        self.complete = False  # every batch was taken: the workers end by themselves
+        self._thread = threading.Thread(
+            target=self._receive, args=(incoming,), name=BACKLOG_THREAD, daemon=True
+        )
+        self._thread.start()
+
+    def _receive(self, incoming: _InFileOrder) -> None:
+        try:
+            while (item := incoming.take()) is not None:
+                if not self._put(item):
+                    return
+            self._put(self._DONE)
+        except BaseException as exc:  # raised in the parent's own thread by take()
+            self._put(exc)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stopping.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return True
+        return False
+
+    def take(self) -> Ready | None:
+        """The next batch, waiting for it; None after the last one."""
+        if self._error is None and not self.complete:
+            item = self._unpack(self._queue.get())
+            if item is not None:
+                return item
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def take_waiting(self) -> Ready | None:
+        """The next batch if it is here already; else, or after the last one or an
+        error (which the next :meth:`take` raises), None."""
+        if self._error is not None or self.complete:
+            return None
+        try:
+            return self._unpack(self._queue.get_nowait())
+        except queue.Empty:
+            return None
+
+    def _unpack(self, item: Any) -> Ready | None:
+        if item is self._DONE:
+            self.complete = True
+            return None
+        if isinstance(item, BaseException):
+            self._error = item
+            return None
+        return item  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Once the workers are gone, the receiving thread's read has ended."""
+        self._thread.join(timeout=5)
 
 
 def segment_bounds(first: int, size: int, largest: int, smallest: int | None = None) -> list[int]:
