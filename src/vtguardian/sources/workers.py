@@ -36,7 +36,7 @@ from vtguardian.sources.prepare import Prepared, merge, prepare
 Ready = tuple[Prepared, int, Any]  # a prepared batch, the position after it, the parser state
 _END = "end"  # a worker has sent every batch of its segment
 BACKLOG_THREAD = "ingest-backlog"  # receives the workers' batches in the parent
-MOST_MERGED = 4  # batches stored as one at most: what waits is about one per worker
+MOST_MERGED = 3  # batches stored as one at most: with those waiting, bounds the memory
 
 
 def can_fork() -> bool:
