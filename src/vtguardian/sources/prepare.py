@@ -203,8 +203,8 @@ def _lay_out_rows(
 
 
 def merge(parts: Sequence[Prepared]) -> Prepared:
-    """Consecutive batches of one source as one that stores exactly what they would
-    stored one after the other.
+    """Consecutive batches of one source as one batch that stores exactly what they
+    store one after the other.
 
     When the storing process falls behind its parsers, it takes every batch that
     is waiting in one transaction: an IoC, a client's day of it or a queue entry
