@@ -74,7 +74,7 @@ def test_whatever_the_values_they_are_stored_exactly(maria, rows):
 
 def _run_as_literals(engine: Engine, rows: list[tuple]) -> bool:
     with engine.begin() as connection:
-        statement = _statement(connection, probe, ["k"], [], ["n", "s", "d"], [], [])
+        statement = _statement(connection, probe, ["k"], [], ["n", "s", "d"], [], [], [])
         sql = str(statement.compile(dialect=connection.dialect, column_keys=list(COLUMNS)))
         return execute_as_literals(connection, sql, COLUMNS, rows) is not None
 

@@ -157,7 +157,7 @@ def _statement(
     replace: Iterable[str],
     greatest: Iterable[str],
     bit_or: Iterable[str],
-    least: Iterable[str] = (),
+    least: Iterable[str],
 ) -> Any:
     changes = (increment, replace, greatest, bit_or, least)
     if connection.dialect.name == "sqlite":
