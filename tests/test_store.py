@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from helpers import run_cli
+from vtguardian.iocs import Classifier
+from vtguardian.sources.batch import Batch, Totals
+from vtguardian.sources.commit import store
+from vtguardian.sources.prepare import prepare
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine, write_transaction
 from vtguardian.store.entities import UNKNOWN_CLIENT, ensure_clients, ensure_iocs
@@ -251,3 +256,43 @@ def test_bulk_entities_round_trip(engine, count):
             connection.execute(select(func.count()).select_from(metadata.tables["iocs"])).scalar()
             == count
         )
+
+
+def _orphan_sighting(connection) -> None:
+    """A sighting of an IoC and client that do not exist."""
+    add_sightings(connection, {(987_654, 876_543, "pihole", hour_bucket(T0)): (1, 0, T0)})
+
+
+def _fk_checks(connection) -> int:
+    return int(connection.exec_driver_sql("SELECT @@SESSION.foreign_key_checks").scalar())
+
+
+def test_an_ingest_skips_foreign_key_checks_only_inside_its_own_writes(mariadb_url):
+    """The ingest's writes skip MySQL's checks, and the pooled connection gets its
+    own setting back afterwards, also when the batch fails halfway."""
+    engine = make_engine(mariadb_url)
+    migrate.upgrade(engine)
+    batch = Batch("suricata", lines=1, events=1)
+    batch.see("domain", "example.com", "192.168.1.10", T0.replace(tzinfo=UTC))
+    prepared = prepare(batch, Classifier())
+
+    def orphan_then_fail(connection) -> None:
+        _orphan_sighting(connection)  # accepted: the checks are off here
+        raise RuntimeError("the checkpoint failed")
+
+    try:
+        with pytest.raises(RuntimeError, match="checkpoint failed"):
+            store(engine, prepared, Totals(), orphan_then_fail)
+        with engine.connect() as connection:  # the same pooled connection
+            assert _fk_checks(connection) == 1
+            connection.exec_driver_sql("SET foreign_key_checks = 0")  # a caller's own choice
+        store(engine, prepared, Totals(), lambda connection: None)
+        with engine.connect() as connection:
+            assert _fk_checks(connection) == 0  # put back as it was, not forced on
+            connection.exec_driver_sql("SET foreign_key_checks = 1")
+        with pytest.raises(IntegrityError), write_transaction(engine) as connection:
+            _orphan_sighting(connection)  # outside an ingest's writes, still refused
+        with engine.connect() as connection:
+            assert connection.execute(select(func.sum(sightings.c.hits))).scalar() == 1
+    finally:
+        engine.dispose()

@@ -17,7 +17,7 @@ from vtguardian.intel import queue
 from vtguardian.iocs import Classifier
 from vtguardian.sources.batch import Batch, Totals
 from vtguardian.sources.prepare import IocKey, Prepared, prepare
-from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.engine import foreign_keys_unchecked, run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
 from vtguardian.store.schema import ids_alerts, ingest_errors
 from vtguardian.store.sightings import write_sightings
@@ -48,6 +48,12 @@ def store(
     def work(connection: Connection) -> None:
         ioc_ids = ensure_iocs(connection, prepared.iocs)
         client_ids = ensure_clients(connection, prepared.clients)
+        with foreign_keys_unchecked(connection):  # every id here was just upserted
+            write_rows(connection, ioc_ids, client_ids)
+
+    def write_rows(
+        connection: Connection, ioc_ids: dict[IocKey, int], client_ids: dict[str, int]
+    ) -> None:
         source = prepared.source
         write_sightings(
             connection,
