@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, insert, inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from helpers import run_cli
 from vtguardian.iocs import Classifier
@@ -16,7 +16,12 @@ from vtguardian.sources.batch import Batch, Totals
 from vtguardian.sources.commit import store
 from vtguardian.sources.prepare import prepare
 from vtguardian.store import migrate
-from vtguardian.store.engine import make_engine, write_transaction
+from vtguardian.store.engine import (
+    foreign_keys_unchecked,
+    is_disconnect,
+    make_engine,
+    write_transaction,
+)
 from vtguardian.store.entities import UNKNOWN_CLIENT, ensure_clients, ensure_iocs
 from vtguardian.store.schema import metadata, reports, sightings
 from vtguardian.store.sightings import add_sightings, hour_bucket
@@ -296,3 +301,23 @@ def test_an_ingest_skips_foreign_key_checks_only_inside_its_own_writes(mariadb_u
             assert connection.execute(select(func.sum(sightings.c.hits))).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_a_connection_lost_with_the_checks_off_is_reported_as_lost(mariadb_url):
+    """The caller sees the disconnect it waits out and retries, not an error from
+    putting the checks back on a connection that is gone."""
+    engine, killer = make_engine(mariadb_url), make_engine(mariadb_url)
+    try:
+        with (
+            pytest.raises(DBAPIError) as caught,
+            write_transaction(engine) as connection,
+            foreign_keys_unchecked(connection),
+        ):
+            own = connection.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+            with killer.connect() as other:
+                other.exec_driver_sql(f"KILL {int(own)}")
+            connection.exec_driver_sql("SELECT 1")
+        assert is_disconnect(caught.value)
+    finally:
+        engine.dispose()
+        killer.dispose()

@@ -191,7 +191,10 @@ def foreign_keys_unchecked(connection: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        connection.exec_driver_sql("SET foreign_key_checks = @vtguardian_fk_checks")
+        # A lost connection takes its session with it; trying to reset it would only
+        # hide the disconnect that the caller waits out and retries.
+        if not connection.invalidated:
+            connection.exec_driver_sql("SET foreign_key_checks = @vtguardian_fk_checks")
 
 
 def run_in_transaction(engine: Engine, work: Callable[[Connection], T], attempts: int = 8) -> T:
