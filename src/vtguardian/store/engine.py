@@ -177,7 +177,7 @@ def foreign_keys_unchecked(connection: Connection) -> Iterator[None]:
     (an ingest's sightings, rollups, queue entries and alerts, which point at the
     IoCs and clients it upserts first): the upsert locks those rows until the
     commit, so they cannot vanish meanwhile, and the checks would only look up
-    what is known to be there. On MariaDB they are about a tenth of the server's
+    what is known to be there. On MariaDB they were 5-15 % of the server's
     work in an ingest. SQLite cannot switch them inside a transaction and checks
     only when asked (``PRAGMA foreign_keys``), so it is left as it is.
     """
