@@ -24,7 +24,7 @@ from vtguardian.sources.commit import store
 from vtguardian.sources.gc_pause import without_gc_pauses
 from vtguardian.sources.lines import open_log, parse_batches
 from vtguardian.sources.offsets import Offset
-from vtguardian.sources.prepare import Prepared, prepare
+from vtguardian.sources.prepare import Prepared, prepared_batches
 from vtguardian.sources.workers import can_fork, prepared_in_workers
 
 # Below this much unread data a child process costs more than it saves.
@@ -142,17 +142,16 @@ class FileReader:
         else:
             parser = self.make_parser(path)
             parser.restore(start.state)
-            ready = (
-                (prepare(batch, self.classifier), position, state)
-                for batch, position, state in parse_batches(
-                    handle, path, parser, start.position, final, self.batch_lines
-                )
+            ready = prepared_batches(
+                parse_batches(handle, path, parser, start.position, final, self.batch_lines),
+                self.classifier,
             )
         stored = start.position
         for prepared, position, state in without_gc_pauses(ready):
             if prepared.lines or position != stored:
                 self._store(prepared, handle, key_path, Offset(position, None, state))
                 stored = position
+            del prepared  # freed before the next batch is made (see prepared_batches)
 
     def _store(self, prepared: Prepared, handle: BinaryIO, key_path: str, offset: Offset) -> None:
         offset.fingerprint = offsets.fingerprint(handle)

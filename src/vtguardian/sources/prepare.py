@@ -9,13 +9,14 @@ that owns the database connection only writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.sources.batch import BadInput, Batch
+from vtguardian.sources.lines import Parsed
 from vtguardian.sources.timeparse import (
     HourKey,
     Stamp,
@@ -162,6 +163,24 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
         if alert.client not in out.clients:
             out.clients[alert.client] = (batch.client_names.get(alert.client), row["ts"], row["ts"])
     return out
+
+
+def prepared_batches(
+    batches: Iterable[Parsed], classifier: Classifier
+) -> Iterator[tuple[Prepared, int, Any]]:
+    """Each parsed batch prepared, with the position and parser state after it.
+
+    A batch and the rows prepared from it are dropped together when the caller
+    asks for the next one, before it is parsed: objects made together then go
+    together, and the memory arenas they filled are free for the next batch.
+    Keeping the batch until the next was parsed, or dropping it alone before its
+    rows, raised the peak memory of a parse from 79 to 88 MB (1M-event eve.json,
+    batches of 400,000 lines). The caller drops its prepared batch first.
+    """
+    for batch, position, state in batches:
+        prepared = prepare(batch, classifier)
+        yield prepared, position, state
+        del batch, prepared
 
 
 def _resolve(

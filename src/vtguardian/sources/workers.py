@@ -31,7 +31,7 @@ from vtguardian.sources.base import LineParser, Stateless
 from vtguardian.sources.gc_pause import without_gc_pauses
 from vtguardian.sources.lines import open_log, parse_batches, skip_line
 from vtguardian.sources.offsets import Offset
-from vtguardian.sources.prepare import Prepared, merge, prepare
+from vtguardian.sources.prepare import Prepared, merge, prepared_batches
 
 Ready = tuple[Prepared, int, Any]  # a prepared batch, the position after it, the parser state
 _END = "end"  # a worker has sent every batch of its segment
@@ -248,11 +248,14 @@ def _work(
                 if first > start.position:
                     handle.seek(first - 1)  # a line starting exactly at ``first`` is ours
                     first = first - 1 + skip_line(handle)
-                for batch, position, state in without_gc_pauses(
-                    parse_batches(handle, path, parser, first, True, batch_lines, end)
+                for prepared, position, state in prepared_batches(
+                    without_gc_pauses(
+                        parse_batches(handle, path, parser, first, True, batch_lines, end)
+                    ),
+                    classifier,
                 ):
-                    prepared = prepare(batch, classifier)
                     sender.send(("batch", (prepared, position, state)))
+                    del prepared  # freed before the next batch is parsed
                 sender.send((_END, None))
     except BaseException as exc:  # reported to the parent, which raises it
         sender.send(("error", f"{type(exc).__name__}: {exc}"))
