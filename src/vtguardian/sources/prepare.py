@@ -61,6 +61,8 @@ class Prepared:
     errors: list[BadInput] = field(default_factory=list)
 
 
+Ready = tuple[Prepared, int, Any]  # a prepared batch, the position after it, the parser state
+
 # What a raw value resolves to when it is not an eligible IoC.
 _INVALID, _SKIPPED = "invalid", "skipped"
 
@@ -165,9 +167,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     return out
 
 
-def prepared_batches(
-    batches: Iterable[Parsed], classifier: Classifier
-) -> Iterator[tuple[Prepared, int, Any]]:
+def prepared_batches(batches: Iterable[Parsed], classifier: Classifier) -> Iterator[Ready]:
     """Each parsed batch prepared, with the position and parser state after it.
 
     A batch and the rows prepared from it are dropped together when the caller

@@ -31,9 +31,8 @@ from vtguardian.sources.base import LineParser, Stateless
 from vtguardian.sources.gc_pause import without_gc_pauses
 from vtguardian.sources.lines import open_log, parse_batches, skip_line
 from vtguardian.sources.offsets import Offset
-from vtguardian.sources.prepare import Prepared, merge, prepared_batches
+from vtguardian.sources.prepare import Ready, merge, prepared_batches
 
-Ready = tuple[Prepared, int, Any]  # a prepared batch, the position after it, the parser state
 _END = "end"  # a worker has sent every batch of its segment
 BACKLOG_THREAD = "ingest-backlog"  # receives the workers' batches in the parent
 MOST_MERGED = 3  # batches stored as one at most: with those waiting, bounds the memory
