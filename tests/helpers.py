@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,7 +24,15 @@ from vtguardian.testing.vt_emulator import DEFAULT_KEY
 
 _CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 VTGUARDIAN = [sys.executable, "-m", "vtguardian"]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Real sample files the tests read, with their sources and licences (tests/data/SOURCES.md).
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
+def gravity_db(path: Path) -> Path:
+    """A Pi-hole gravity.db at ``path``, built from Pi-hole FTL's own test SQL."""
+    with sqlite3.connect(path) as connection:
+        connection.executescript((TEST_DATA / "pihole" / "FTL-test-gravity.db.sql").read_text())
+    return path
 
 
 def run_cli(

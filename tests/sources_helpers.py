@@ -14,7 +14,7 @@ from vtguardian.sources.ingest import ingest_paths
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 def ingest(engine: Engine, source: str, *paths, **options) -> Totals:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import SHARED_DATA, VTGUARDIAN, chromium, run_cli, stat_value
+from helpers import VTGUARDIAN, chromium, gravity_db, run_cli, stat_value
 
 COMMANDS = [
     [],
@@ -146,7 +145,7 @@ def test_dashboard_export_writes_grafana_json(tmp_path):
 
 def test_block_add_and_remove_from_the_command_line(tmp_path):
     gravity = tmp_path / "gravity.db"
-    shutil.copy(SHARED_DATA / "pihole" / "ftl-test-gravity.db", gravity)
+    gravity_db(gravity)
     env = {
         "VTGUARDIAN_DATABASE__URL": f"sqlite:///{tmp_path / 'v.db'}",
         "VTGUARDIAN_PIHOLE__GRAVITY_DB": str(gravity),

@@ -4,7 +4,6 @@ emulator over HTTP, a real gravity.db, the API, and SIGTERM."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -16,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from helpers import SHARED_DATA, VTGUARDIAN, wait_for
+from helpers import VTGUARDIAN, gravity_db, wait_for
 from sources_helpers import stored_hits
 from vtguardian.store.engine import make_engine
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
@@ -70,7 +69,7 @@ def setup(tmp_path, vt_emulator):
     eve = tmp_path / "eve.json"
     eve.write_bytes(b"")
     gravity = tmp_path / "gravity.db"
-    shutil.copy(SHARED_DATA / "pihole" / "ftl-test-gravity.db", gravity)
+    gravity_db(gravity)
     port = _free_port()
     database = tmp_path / "vtguardian.db"
     config = tmp_path / "vtguardian.toml"

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import SHARED_DATA
+from helpers import TEST_DATA
 from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import ParseError
@@ -35,7 +35,7 @@ from vtguardian.sources.workers import BACKLOG_THREAD, prepared_in_workers, segm
 REAL_EVENTS = [
     line
     for name in ("tenzir-ctu13-eve-sample.json", "output-eve-fileinfo.expected.eve.json")
-    for line in (SHARED_DATA / "suricata" / name).read_bytes().splitlines()
+    for line in (TEST_DATA / "suricata" / name).read_bytes().splitlines()
     if line.strip()
 ]
 

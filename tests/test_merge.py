@@ -14,7 +14,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, text
 
-from helpers import SHARED_DATA
+from helpers import TEST_DATA
 from vtguardian.clock import as_naive_utc
 from vtguardian.iocs import Classifier
 from vtguardian.sources.batch import Totals
@@ -27,7 +27,7 @@ from vtguardian.store.schema import CLIENT_WORD_BITS, metadata
 REAL_EVENTS = [
     line
     for name in ("tenzir-ctu13-eve-sample.json", "output-eve-fileinfo.expected.eve.json")
-    for line in (SHARED_DATA / "suricata" / name).read_bytes().splitlines()
+    for line in (TEST_DATA / "suricata" / name).read_bytes().splitlines()
     if line.strip()
 ]
 

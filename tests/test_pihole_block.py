@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
 
-from helpers import SHARED_DATA, settings_for
+from helpers import gravity_db, settings_for
 from vtguardian.actions.pihole import record_manual, sync_gravity
 from vtguardian.clock import utcnow
 from vtguardian.errors import InvalidInput, UserError
@@ -42,7 +41,7 @@ def _verdict(engine, domain, level, when):
 @pytest.fixture
 def gravity(tmp_path):
     path = tmp_path / "gravity.db"
-    shutil.copy(SHARED_DATA / "pihole" / "ftl-test-gravity.db", path)
+    gravity_db(path)
     return path
 
 

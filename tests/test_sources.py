@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from sources_helpers import SHARED, ingest, stored_hits
+from sources_helpers import TEST_DATA, ingest, stored_hits
 from vtguardian.clock import as_naive_utc
 from vtguardian.intel.queue import TIER_ALERT
 from vtguardian.sources.base import ParseError
@@ -68,7 +68,7 @@ def _expected_zeek_dns(rows) -> Counter:
 
 
 def test_zeek_dns_tsv(engine):
-    path = SHARED / "zeek/zed-sample-dns.log.tsv"
+    path = TEST_DATA / "zeek/zed-sample-dns.log.tsv"
     totals = ingest(engine, "zeek", path)
     expected = _expected_zeek_dns(_zeek_tsv_rows(path))
     assert stored_hits(engine) == expected
@@ -77,7 +77,7 @@ def test_zeek_dns_tsv(engine):
 
 
 def test_zeek_dns_json_matches_the_same_traffic_in_tsv(engine):
-    path = SHARED / "zeek/zed-sample-dns.json"
+    path = TEST_DATA / "zeek/zed-sample-dns.json"
     rows = []
     for line in path.read_text().splitlines():
         record = json.loads(line)
@@ -87,11 +87,11 @@ def test_zeek_dns_json_matches_the_same_traffic_in_tsv(engine):
 
 
 def test_zeek_files_and_http_baselines(engine, tmp_path):
-    files = SHARED / "zeek/zeek-baseline-scripts.base.files.x509.files_files.log"
+    files = TEST_DATA / "zeek/zeek-baseline-scripts.base.files.x509.files_files.log"
     expected = Counter(("file", row["sha256"]) for row in _zeek_tsv_rows(files))
     ingest(engine, "zeek", files)
     # The baseline masks its timestamp (ts:XXXXXXXXXX.XXXXXX, not JSON): give it a real one.
-    baseline = SHARED / "zeek/zeek-baseline-json-javascript.http-uri-sha256_http.log"
+    baseline = TEST_DATA / "zeek/zeek-baseline-json-javascript.http-uri-sha256_http.log"
     http = tmp_path / "http.log"
     http.write_text(baseline.read_text().replace("XXXXXXXXXX.XXXXXX", "1362692526.869344"))
     ingest(engine, "zeek", http)
@@ -101,7 +101,7 @@ def test_zeek_files_and_http_baselines(engine, tmp_path):
 
 
 def test_zeek_conn_and_masked_timestamps(engine):
-    path = SHARED / "zeek/zeek-baseline-opt.basic_conn.log"
+    path = TEST_DATA / "zeek/zeek-baseline-opt.basic_conn.log"
     rows = list(_zeek_tsv_rows(path))
     expected = Counter(
         ("ip", ipaddress.ip_address(r["id.resp_h"]).compressed)
@@ -128,7 +128,7 @@ SURICATA_CTU = {
 
 
 def test_suricata_ctu13_sample(engine):
-    totals = ingest(engine, "suricata", SHARED / "suricata/tenzir-ctu13-eve-sample.json")
+    totals = ingest(engine, "suricata", TEST_DATA / "suricata/tenzir-ctu13-eve-sample.json")
     assert stored_hits(engine) == Counter(SURICATA_CTU)
     assert totals.events == 5 and totals.errors == 0
     with engine.connect() as connection:
@@ -149,14 +149,16 @@ def test_suricata_ctu13_sample(engine):
 
 
 def test_suricata_flows_only_when_enabled(engine):
-    path = SHARED / "suricata/tenzir-ctu13-eve-sample.json"
+    path = TEST_DATA / "suricata/tenzir-ctu13-eve-sample.json"
     ingest(engine, "suricata", path, flows=True)
     # The one flow goes to 147.32.84.255, a public address in that capture.
     assert stored_hits(engine)[("ip", "147.32.84.255")] == 1
 
 
 def test_suricata_fileinfo_without_hashes_gives_no_iocs(engine):
-    totals = ingest(engine, "suricata", SHARED / "suricata/output-eve-fileinfo.expected.eve.json")
+    totals = ingest(
+        engine, "suricata", TEST_DATA / "suricata/output-eve-fileinfo.expected.eve.json"
+    )
     assert totals.events == 1 and totals.iocs == 0 and totals.errors == 0
 
 
@@ -365,7 +367,7 @@ def _naive(value):
 
 
 def _ftl_db(path, schema_variant: str):
-    statements = (SHARED / "pihole/pihole-FTL.db.schema.sql").read_text().split(";\n")
+    statements = (TEST_DATA / "pihole/pihole-FTL.db.schema.sql").read_text().split(";\n")
     connection = sqlite3.connect(path)
     views = 0
     for statement in statements:
@@ -425,7 +427,7 @@ def test_pihole_ftl_database_incremental(engine, tmp_path, variant):
 def test_pihole_ftl_legacy_table_layout(engine, tmp_path):
     path = tmp_path / "pihole-FTL.db"
     connection = sqlite3.connect(path)
-    connection.executescript((SHARED / "pihole/FTL-test-pihole-FTL.db.v9.sql").read_text())
+    connection.executescript((TEST_DATA / "pihole/FTL-test-pihole-FTL.db.v9.sql").read_text())
     connection.executemany(
         "INSERT INTO queries (id, timestamp, type, status, domain, client, forward) "
         "VALUES (?, ?, 1, ?, ?, ?, NULL)",
@@ -480,7 +482,7 @@ def test_plain_list(engine, tmp_path):
 
 def test_csv_module_agrees_with_zeek_tsv_field_count():
     """Guards the independent TSV reader used above against a malformed sample."""
-    path = SHARED / "zeek/zed-sample-dns.log.tsv"
+    path = TEST_DATA / "zeek/zed-sample-dns.log.tsv"
     with open(path) as handle:
         rows = [r for r in csv.reader(handle, delimiter="\t") if r and not r[0].startswith("#")]
     assert len(rows) == 300 and {len(r) for r in rows} == {24}

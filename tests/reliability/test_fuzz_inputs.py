@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import SHARED_DATA
+from helpers import TEST_DATA
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import ParseError
 from vtguardian.sources.batch import Batch, Totals
@@ -21,8 +21,8 @@ from vtguardian.store.engine import make_engine
 
 # Real lines of every line format, as the sensors write them.
 SAMPLES = {
-    "suricata": SHARED_DATA / "suricata" / "tenzir-ctu13-eve-sample.json",
-    "zeek": SHARED_DATA / "zeek" / "zed-sample-dns.log.tsv",
+    "suricata": TEST_DATA / "suricata" / "tenzir-ctu13-eve-sample.json",
+    "zeek": TEST_DATA / "zeek" / "zed-sample-dns.log.tsv",
 }
 PIHOLE_LINES = [
     b"Dec 31 23:59:58 dnsmasq[612]: query[A] example.com from 192.168.1.10",
