@@ -33,6 +33,23 @@ def stored_hits(engine: Engine) -> Counter:
     return Counter({(kind, value): int(hits) for kind, value, hits in rows})
 
 
+def stored_by_device(engine: Engine) -> dict[str, dict[str, list[int]]]:
+    """``"type value"`` -> {device: [hits, blocked]}, summed over hours and sources;
+    the device ``""`` where the log named none."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT i.type, i.value, c.ip, SUM(s.hits), SUM(s.blocked) FROM sightings s "
+                "JOIN iocs i ON i.id = s.ioc_id JOIN clients c ON c.id = s.client_id "
+                "GROUP BY i.type, i.value, c.ip"
+            )
+        ).all()
+    found: dict[str, dict[str, list[int]]] = {}
+    for kind, value, device, hits, blocked in rows:
+        found.setdefault(f"{kind} {value}", {})[device] = [int(hits), int(blocked)]
+    return found
+
+
 def stored_state(engine: Engine) -> tuple:
     """Everything an ingest writes, in a comparable form (ids left out)."""
     with engine.connect() as connection:
