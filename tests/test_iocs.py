@@ -50,6 +50,11 @@ CASES = [
         True,
     ),
     ("_dmarc.Google.com", "domain", "_dmarc.google.com", "google.com", True),
+    # HTTP Host headers and CONNECT targets with their port (Zeek http.log, proxies)
+    ("www.gstatic.com:443", "domain", "www.gstatic.com", "gstatic.com", True),
+    ("8.8.8.8:53", "ip", "8.8.8.8", None, True),
+    ("[2606:4700:4700::1111]:443", "ip", "2606:4700:4700::1111", None, True),
+    ("[fd00::1]:8080", "ip", "fd00::1", None, False),
     ("www.bbc.co.uk", "domain", "www.bbc.co.uk", "bbc.co.uk", True),
     (
         "hxxp://evil[.]example[.]com/payload",

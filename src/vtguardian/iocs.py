@@ -42,6 +42,8 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 _ULA = ipaddress.ip_network("fc00::/7")
 # Defanged forms people paste from reports: hxxp://evil[.]com, evil(.)com, 1.2.3[.]4
+# "host:port" and "[v6]:port", as HTTP Host headers and CONNECT targets carry them.
+_HOST_PORT = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):\d{1,5}")
 _DEFANG = (("[.]", "."), ("(.)", "."), ("{.}", "."), ("[dot]", "."), ("[:]", ":"))
 
 _EXTRACT = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
@@ -151,6 +153,17 @@ def normalise_ip(raw: str) -> IpAddress:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+def strip_port(text: str) -> str:
+    """The host of ``host:port`` or ``[v6]:port``; anything else unchanged.
+
+    An IPv6 address has two colons or more, so one colon before digits is a port.
+    """
+    match = _HOST_PORT.fullmatch(text)
+    if match is None:
+        return text
+    return match["v6"] or match["host"]
 
 
 def normalise_hash(raw: str) -> str:
@@ -270,6 +283,8 @@ class Classifier:
         text = refang(text)
         if "://" in text:
             return self._classify_as(raw, IocType.URL, text)
+        if ":" in text:
+            text = strip_port(text)
         if len(text) in _HASH_LENGTHS and _HEX.fullmatch(text):
             return self._classify_as(raw, IocType.FILE, text)
         if ":" in text or text.replace(".", "").isdigit():

@@ -79,6 +79,9 @@ class EcsParser(Stateless):
         if not isinstance(client, str):
             raise ParseError("source.ip is not text")
         batch.events += 1
+        # One event is one sighting of each value, however many of its fields name it
+        # (destination.domain and url.domain usually do).
+        seen: dict[str, str] = {}
         for field, kind in self.fields:
             value = lookup(event, field)
             for item in value if isinstance(value, list) else [value]:
@@ -86,4 +89,6 @@ class EcsParser(Stateless):
                     continue
                 if not isinstance(item, str):
                     raise ParseError(f"{field}: expected text, got {type(item).__name__}")
-                batch.see(kind, item, client, ts)
+                seen.setdefault(item, kind)
+        for item, kind in seen.items():
+            batch.see(kind, item, client, ts)

@@ -1,10 +1,12 @@
-"""Suricata EVE JSON: dns (v1, v2 with ``grouped``, v3), alert, http, tls, fileinfo, flow.
+"""Suricata EVE JSON: dns (v1, v2 with ``grouped``, v3), alert, http, tls, quic, fileinfo, flow.
 
-The client is the side of the conversation on the home network: the source of
-a query or request, the destination of an answer or a download. An IoC that an
-alert names (its remote address, or the DNS name, HTTP host or TLS SNI inside
-the alert) is queued for lookup before anything else, and the alert itself is
-kept for the dashboard's correlation panels.
+The client is the device that asked: the source of a query or request; for a
+DNS answer the side that is not port 53 (else by the format's direction:
+Suricata up to 7 logs an answer in the flow's direction, 8 names the responder
+as its source); the local side of an alert or a download. An IoC that an alert
+names (the DNS name, HTTP host or TLS/QUIC SNI inside the alert, else its
+remote address) is queued for lookup before anything else, and the alert
+itself is kept for the dashboard's correlation panels.
 """
 
 from __future__ import annotations
@@ -54,10 +56,15 @@ class _Dns(msgspec.Struct, gc=False):
     grouped: _Grouped | None = None
     answers: list[_Answer] | None = None
     queries: Any = None
-    query: Any = None
+    query: Any = None  # alerts on requests, up to Suricata 7: [{"rrname": ...}]
+    answer: Any = None  # alerts on responses, Suricata 6 and 7: {"rrname": ...}
 
 
 class _Tls(msgspec.Struct, gc=False):
+    sni: Any = None
+
+
+class _Quic(msgspec.Struct, gc=False):
     sni: Any = None
 
 
@@ -87,6 +94,7 @@ class _Fields(msgspec.Struct, gc=False):
     proto: Any = None
     dns: _Dns | None = None
     tls: _Tls | None = None
+    quic: _Quic | None = None
     http: _Http | None = None
     alert: _Alert | None = None
     fileinfo: _FileInfo | None = None
@@ -107,7 +115,7 @@ class _LenientEvent(_Fields, kw_only=True, gc=False):
 
 _decode = msgspec.json.Decoder(_Event).decode
 _decode_lenient = msgspec.json.Decoder(_LenientEvent).decode
-_Section = TypeVar("_Section", _Dns, _Tls, _Http, _Alert, _FileInfo)
+_Section = TypeVar("_Section", _Dns, _Tls, _Quic, _Http, _Alert, _FileInfo)
 Handler = Callable[[_Fields, Stamp, HourKey, Batch], None]
 
 
@@ -135,6 +143,7 @@ class SuricataParser(Stateless):
             "alert": self._alert,
             "http": self._http,
             "tls": self._tls,
+            "quic": self._quic,
             "fileinfo": self._fileinfo,
             "flow": self._flow,
         }
@@ -205,7 +214,11 @@ class SuricataParser(Stateless):
                             if grouped is not None and grouped.AAAA is None:
                                 a = grouped.A
                                 if a is not None and len(a) == 1:
-                                    name, ioc_kind, client = a[0], "ip", event.dest_ip
+                                    # Logged in the flow's direction (up to 7), except
+                                    # by versions that put the resolver first (3.x).
+                                    name, ioc_kind = a[0], "ip"
+                                    if event.src_port == 53 and event.dest_port != 53:
+                                        client = event.dest_ip
                 elif kind == "tls":
                     tls = event.tls
                     if tls is not None:
@@ -263,7 +276,9 @@ class SuricataParser(Stateless):
             addresses = addresses + [x.rdata for x in answers if x.rrtype in _ADDRESS_TYPES]
         elif dns.rdata is not None and dns.rrtype in _ADDRESS_TYPES:  # v1: one record an event
             addresses = [*addresses, dns.rdata]
-        client = event.dest_ip or ""
+        # Up to Suricata 7 an answer is logged in the flow's direction; Suricata 8's
+        # responses name the responder as the source.
+        client = _dns_client(event, responder_is_src=kind == "response")
         for address in set(addresses) if len(addresses) > 1 else addresses:
             if address.__class__ is not str:  # v1 and answers: any JSON value
                 text_field(address)  # a wrong type is a bad line, null is skipped
@@ -273,7 +288,13 @@ class SuricataParser(Stateless):
     def _alert(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         alert = _section(event.alert, "alert")
         src, dest = event.src_ip, event.dest_ip
-        client, remote = (src, dest) if _is_local(src) or not _is_local(dest) else (dest, src)
+        if event.dns is not None and 53 in (event.src_port, event.dest_port):
+            # Pi-hole is local too: the asking side is the one that is not port 53.
+            client, remote = (dest, src) if event.src_port == 53 else (src, dest)
+        elif _is_local(src) or not _is_local(dest):
+            client, remote = src, dest
+        else:
+            client, remote = dest, src
         name = _alert_name(event)
         # The name the alert is about beats the address: it is what Pi-hole can block.
         kind, raw = ("domain", name) if name else ("ip", remote)
@@ -314,6 +335,12 @@ class SuricataParser(Stateless):
         sni = text_field(_section(event.tls, "tls").sni)
         if sni:
             batch.see_at("domain", sni, event.src_ip or "", hour, ts)
+
+    def _quic(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+        sni = text_field(_section(event.quic, "quic").sni)
+        if sni:
+            client = event.dest_ip if event.src_port == 443 else event.src_ip
+            batch.see_at("domain", sni, client or "", hour, ts)
 
     def _fileinfo(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         info = _section(event.fileinfo, "fileinfo")
@@ -371,19 +398,34 @@ def _section(part: _Section | None, name: str) -> _Section:
     return part
 
 
+def _dns_client(event: _Fields, responder_is_src: bool) -> str:
+    """The asking side of a DNS event: the one that is not port 53, else by direction."""
+    if event.dest_port == 53:
+        return event.src_ip or ""
+    if event.src_port == 53:
+        return event.dest_ip or ""
+    return (event.dest_ip if responder_is_src else event.src_ip) or ""
+
+
 def _alert_name(event: _Fields) -> str | None:
-    """The DNS name, HTTP host or TLS SNI an alert event carries, if any."""
+    """The DNS name, HTTP host or TLS/QUIC SNI an alert event carries, if any.
+
+    DNS metadata has three layouts: ``dns.query[]`` (requests, up to 7),
+    ``dns.answer`` (responses, 6 and 7) and ``dns.queries[]`` (both, 8 on).
+    """
     dns = event.dns
     if dns is not None:
         for entries in (dns.query, dns.queries):
             if isinstance(entries, list) and entries and isinstance(entries[0], dict):
                 return text_field(entries[0].get("rrname"))
+        if isinstance(dns.answer, dict) and dns.answer.get("rrname"):
+            return text_field(dns.answer.get("rrname"))
         if dns.rrname:
             return text_field(dns.rrname)
-    if event.http is not None and event.http.hostname:
-        return text_field(event.http.hostname)
-    if event.tls is not None and event.tls.sni:
-        return text_field(event.tls.sni)
+    for section, field in ((event.http, "hostname"), (event.tls, "sni"), (event.quic, "sni")):
+        value = getattr(section, field, None) if section is not None else None
+        if value:
+            return text_field(value)
     return None
 
 

@@ -1,7 +1,8 @@
 """Zeek logs, TSV (``#fields``, ``#separator``, ``-``, ``(empty)``) and JSON.
 
 The log's kind comes from ``#path`` (TSV), ``_path`` (JSON) or the file name.
-dns: the query, and answers that are addresses; http: host and URL; ssl: the
+dns: the query, and answers that are addresses; http: host (a port after it is
+dropped) and URL (a proxy's absolute-form target as it is); ssl: the
 server name; files: the hashes; conn: the responder address. The client is
 the originator (``id.orig_h``; ``rx_hosts`` in older files logs).
 """
@@ -128,6 +129,8 @@ class ZeekParser:
                 uri = _text(record.get("uri")) or "/"
                 if uri.startswith("/"):
                     batch.see("url", f"http://{host}{uri}", orig, ts)
+                elif uri.startswith(("http://", "https://")):  # a proxy's absolute form
+                    batch.see("url", uri, orig, ts)
         elif kind == "ssl":
             name = _text(record.get("server_name"))
             if name:
