@@ -160,3 +160,39 @@ def test_parsing_in_a_child_process_stores_exactly_the_same(engine, tmp_path):
     ingest(engine, "suricata", path, batch_lines=700, parallel_min_bytes=0)
     assert stored_state(engine) == stored_state(single)
     assert sum(stored_hits(engine).values()) == 5000
+
+
+def test_a_half_written_last_line_waits_for_the_rest(engine, tmp_path):
+    """A log cut mid-line (``...189.174`` read as ``...189.1``) must not store a wrong
+    address: a one-off ingest holds an unfinished last line back while the file is
+    still being written, and takes it whole once it is complete."""
+    path = tmp_path / "pihole.log"
+    head = (
+        "Dec  4 09:00:00 dnsmasq[612]: query[A] support.google.com from 192.168.1.10\n"
+        "Dec  4 09:00:00 dnsmasq[612]: reply support.google.com is 142.250.189.1"
+    )
+    path.write_text(head)
+    totals = ingest(engine, "pihole-log", path)
+    assert totals.held == 1
+    assert stored_hits(engine) == {("domain", "support.google.com"): 1}
+    with open(path, "a") as handle:
+        handle.write("74\n")
+    totals = ingest(engine, "pihole-log", path)
+    assert totals.held == 0 and totals.errors == 0
+    assert stored_hits(engine) == {
+        ("domain", "support.google.com"): 1,
+        ("ip", "142.250.189.174"): 1,
+    }
+
+
+def test_a_last_line_without_newline_in_a_settled_file_is_read(engine, tmp_path):
+    path = tmp_path / "pihole.log"
+    path.write_text(
+        "Dec  4 09:00:00 dnsmasq[612]: query[A] support.google.com from 192.168.1.10\n"
+        "Dec  4 09:00:00 dnsmasq[612]: reply support.google.com is 142.250.189.174"
+    )
+    an_hour_ago = time.time() - 3600
+    os.utime(path, (an_hour_ago, an_hour_ago))
+    totals = ingest(engine, "pihole-log", path)
+    assert totals.held == 0
+    assert stored_hits(engine)[("ip", "142.250.189.174")] == 1

@@ -793,7 +793,7 @@ def ingest(
         bool,
         typer.Option(
             "--json",
-            help="Print {lines, events, iocs, sightings, skipped_private, invalid, errors}.",
+            help="Print {lines, events, iocs, sightings, skipped_private, invalid, errors, held}.",
         ),
     ] = False,
     field: Annotated[
@@ -869,6 +869,11 @@ def ingest(
         f"{t.skipped_private} private/local skipped, {t.invalid} invalid values, "
         f"{t.errors} bad lines recorded"
     )
+    if t.held:
+        out.print(
+            f"{t.held} unfinished last line(s) held back: the file is still being written; "
+            "the next ingest (or --follow) reads it whole"
+        )
 
 
 @app.command("run")

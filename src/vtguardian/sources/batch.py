@@ -55,6 +55,8 @@ class Totals:
     skipped_private: int = 0
     invalid: int = 0
     errors: int = 0
+    #: files whose last line had no newline yet and was left for the next read
+    held: int = 0
     # Distinct IoCs of the whole run, so one seen in two batches counts once.
     seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import time
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -40,6 +41,9 @@ BACKFILL_BATCH_FACTOR = 8
 # workers.segment_bounds): the writer starts soon, and has little left to store
 # alone once parsing is done.
 SEGMENT_BYTES_PER_LINE = 160
+# A file written to within this many seconds may still be growing: a one-off read
+# holds its last line back when it has no newline yet, as a follower does.
+SETTLE_SECONDS = 5.0
 
 
 def rotated_siblings(path: str) -> list[str]:
@@ -65,6 +69,7 @@ class FileReader:
         batch_lines: int = BATCH_LINES,
         on_progress: Callable[[int], None] | None = None,
         parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self.engine = engine
         self.classifier = classifier
@@ -74,10 +79,16 @@ class FileReader:
         self.batch_lines = batch_lines
         self.on_progress = on_progress
         self.parallel_min_bytes = parallel_min_bytes
+        self.settle_seconds = settle_seconds
         self._reported = 0
 
     def read(self, path: str, final: bool = True) -> None:
-        """Read what is new in ``path``; ``final`` False leaves a partial last line."""
+        """Read what is new in ``path``; ``final`` False leaves a partial last line.
+
+        Even when ``final``, a last line without its newline in a file that changed
+        in the last few seconds is only the start of a line: it is left (its offset
+        not passed) and counted in ``Totals.held``, so the next read takes it whole.
+        """
         stored = offsets.load(self.engine, self.source_key, path)
         if stored is None:
             for sibling in rotated_siblings(path):
@@ -98,7 +109,14 @@ class FileReader:
             size = os.fstat(handle.fileno()).st_size if not path.endswith(".gz") else None
             if size is not None and start.position > size:  # truncated in place
                 start = Offset()
-            self._consume(handle, path, path, start, final)
+            complete = final and (size is None or self._settled(handle))
+            end = self._consume(handle, path, path, start, complete)
+            if final and not complete and size is not None and end < size:
+                self.totals.held += 1
+
+    def _settled(self, handle: BinaryIO) -> bool:
+        """Whether the file has not been written to for ``settle_seconds``."""
+        return time.time() - os.fstat(handle.fileno()).st_mtime >= self.settle_seconds
 
     def _backfill(self, sibling: str) -> None:
         if offsets.load(self.engine, self.source_key, sibling) is not None:
@@ -118,8 +136,9 @@ class FileReader:
 
     def _consume(
         self, handle: BinaryIO, path: str, key_path: str, start: Offset, final: bool
-    ) -> None:
-        """Parse from ``start`` and store batch by batch, each with its checkpoint.
+    ) -> int:
+        """Parse from ``start`` and store batch by batch, each with its checkpoint;
+        the position read up to.
 
         A large one-off read is parsed and prepared in worker processes while this
         one stores (see :mod:`vtguardian.sources.workers`); the checkpoints are
@@ -152,6 +171,7 @@ class FileReader:
                 self._store(prepared, handle, key_path, Offset(position, None, state))
                 stored = position
             del prepared  # freed before the next batch is made (see prepared_batches)
+        return stored
 
     def _store(self, prepared: Prepared, handle: BinaryIO, key_path: str, offset: Offset) -> None:
         offset.fingerprint = offsets.fingerprint(handle)
