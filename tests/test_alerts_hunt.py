@@ -97,7 +97,7 @@ def test_a_flip_to_malicious_alerts_once_with_the_right_clients(
     assert [c["ip"] for c in alert["clients"]] == ["192.168.1.20", "192.168.1.21"]
     assert [c["hits"] for c in alert["clients"]] == [1, 2]
     assert len(alert["engines"]) == 9 and alert["ratio"] > 0.09
-    assert alert["first_seen"].startswith("2026-11-20T08:00")  # sightings are hourly
+    assert alert["first_seen"] == "2026-11-20T08:10:00Z"  # the exact first sighting
     assert alert["last_seen"].startswith("2026-11-20T10:10")
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT delivered_at, delivery_attempts FROM alerts")).all()
@@ -153,7 +153,7 @@ def test_hunt_finds_clients_of_a_domain_and_its_subdomains(engine, db_url, tmp_p
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["client"], r["hits"]) for r in rows] == [("192.168.1.41", 2), ("192.168.1.40", 1)]
-    assert rows[0]["first_seen"].startswith("2026-11-20T09:00")
+    assert rows[0]["first_seen"] == "2026-11-20T09:10:00Z"  # the exact first sighting
     assert rows[0]["last_seen"].startswith("2026-11-20T11:10")
     narrow = run_cli("hunt", "cdn.evil.example.com", "--days", "100000", "--json", env=env)
     assert [json.loads(x)["client"] for x in narrow.stdout.splitlines()] == ["192.168.1.41"]

@@ -172,7 +172,7 @@ def test_segments_in_worker_processes_cover_every_line_once(
         errors += [(e.position, e.reason) for e in prepared.errors]
         lines += prepared.lines
         events += prepared.events
-        for ioc, client, hour, hits, _blocked, _last in prepared.sightings:
+        for ioc, client, hour, hits, *_stamps in prepared.sightings:
             sightings[(ioc, client, hour)] += hits
     assert positions == sorted(positions) and positions[-1] == len(content)
     assert lines == content.count(b"\n")
@@ -181,7 +181,7 @@ def test_segments_in_worker_processes_cover_every_line_once(
     assert [e for e in errors if e[0] != overlong_at] == expected_errors
     assert events == expected_events
     single = Counter()
-    for ioc, client, hour, hits, _b, _l in _prepared_hits(expected_hits, classifier):
+    for ioc, client, hour, hits, *_stamps in _prepared_hits(expected_hits, classifier):
         single[(ioc, client, hour)] += hits
     assert sightings == single
 
@@ -223,7 +223,7 @@ def test_batches_that_wait_for_a_busy_writer_come_as_one_and_lose_nothing(tmp_pa
         sizes.append(prepared.lines)
         errors += [e.position for e in prepared.errors]
         events += prepared.events
-        for ioc, client, hour, hits, _blocked, _last in prepared.sightings:
+        for ioc, client, hour, hits, *_stamps in prepared.sightings:
             sightings[(ioc, client, hour)] += hits
     assert max(sizes) > BATCH_LINES  # no parsed batch is larger: these were merged
     assert positions == sorted(positions) and positions[-1] == len(content)
@@ -231,7 +231,7 @@ def test_batches_that_wait_for_a_busy_writer_come_as_one_and_lose_nothing(tmp_pa
     assert errors == bad_offsets
     assert events == expected_events
     single = Counter()
-    for ioc, client, hour, hits, _b, _l in _prepared_hits(expected_hits, classifier):
+    for ioc, client, hour, hits, *_stamps in _prepared_hits(expected_hits, classifier):
         single[(ioc, client, hour)] += hits
     assert sightings == single
     assert _nothing_left_running()

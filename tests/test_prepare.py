@@ -57,8 +57,8 @@ def test_prepared_rows_match_sums_worked_out_from_the_events(generated):
     prepared = prepare(batch, Classifier())
 
     assert (prepared.hits, prepared.skipped) == (len(seen), private)
-    hourly: dict = defaultdict(lambda: [0, ""])
-    daily: dict = defaultdict(lambda: [0, ""])
+    hourly: dict = defaultdict(lambda: [0, "", "~"])
+    daily: dict = defaultdict(lambda: [0, "", "~"])
     askers: dict = defaultdict(set)
     hits: dict = defaultdict(int)
     latest: dict = {}
@@ -73,6 +73,7 @@ def test_prepared_rows_match_sums_worked_out_from_the_events(generated):
         ):
             table[key][0] += 1
             table[key][1] = max(table[key][1], _text(ts))
+            table[key][2] = min(table[key][2], _text(ts))
         askers[ioc].add(client)
         hits[ioc] += 1
         latest[client] = max(latest.get(client, utc), utc)
@@ -81,10 +82,10 @@ def test_prepared_rows_match_sums_worked_out_from_the_events(generated):
         spans[ioc] = (min(first, ts), max(last, ts))
 
     assert sorted(prepared.sightings) == sorted(
-        (*key, count, 0, last) for key, (count, last) in hourly.items()
+        (*key, count, 0, last, first) for key, (count, last, first) in hourly.items()
     )
     assert sorted(prepared.client_days) == sorted(
-        (*key, count, 0, last) for key, (count, last) in daily.items()
+        (*key, count, 0, last) for key, (count, last, _first) in daily.items()
     )
     assert prepared.queue == {ioc: (len(askers[ioc]), hits[ioc]) for ioc in hits}
     assert prepared.clients == {

@@ -58,8 +58,8 @@ def store(
         write_sightings(
             connection,
             [
-                (ioc_ids[ioc], client_ids[client], source, hour, hits, blocked, last)
-                for ioc, client, hour, hits, blocked, last in prepared.sightings
+                (ioc_ids[ioc], client_ids[client], source, hour, hits, blocked, last, first)
+                for ioc, client, hour, hits, blocked, last, first in prepared.sightings
             ],
             [
                 (ioc_ids[ioc], client_ids[client], source, day, hits, blocked, last)

@@ -47,8 +47,8 @@ class Prepared:
     hits: int = 0
     #: ioc -> (registered domain, first seen, last seen) within the batch
     iocs: dict[IocKey, tuple[str | None, str, str]] = field(default_factory=dict)
-    #: (ioc, client, hour, hits, blocked, last seen)
-    sightings: list[tuple[IocKey, str, str, int, int, str]] = field(default_factory=list)
+    #: (ioc, client, hour, hits, blocked, last seen, first seen)
+    sightings: list[tuple[IocKey, str, str, int, int, str, str]] = field(default_factory=list)
     #: (ioc, client, day, hits, blocked, last seen): the same counts per day
     client_days: list[tuple[IocKey, str, str, int, int, str]] = field(default_factory=list)
     #: client address -> (name, first seen, last seen)
@@ -78,7 +78,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     out = Prepared(batch.source, lines=batch.lines, events=batch.events, errors=batch.errors)
     resolved: dict[tuple[str, str], IocKey | str] = {}
     prefixes: dict[HourKey, str] = {}
-    # (ioc, client, UTC hour prefix) -> [hits, blocked, last stamp]: raw values that
+    # (ioc, client, UTC hour prefix) -> [hits, blocked, last, first stamp]: raw values that
     # name the same IoC (``Example.COM.`` and ``example.com``) merge here. Stamps
     # become text only once merged, one per row.
     merged: dict[tuple[IocKey, str, str], list[Any]] = {}
@@ -107,12 +107,14 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
         key = (ioc, client, prefix)
         entry = merged.get(key)
         if entry is None:
-            merged[key] = [hits, blocked, last]
+            merged[key] = [hits, blocked, last, first]
         else:
             entry[0] += hits
             entry[1] += blocked
             if last > entry[2]:
                 entry[2] = last
+            if first < entry[3]:
+                entry[3] = first
         span = spans.get(ioc)
         if span is None:
             spans[ioc] = [first, prefix, last, prefix]
@@ -205,10 +207,10 @@ def _lay_out_rows(
     texts = {prefix: (hour_text(prefix), day_text(prefix)) for prefix in prefixes}
     rows = []
     days: dict[tuple[IocKey, str, str], list[Any]] = {}
-    for (ioc, client, prefix), (hits, blocked, last) in merged.items():
+    for (ioc, client, prefix), (hits, blocked, last, first) in merged.items():
         hour, day = texts[prefix]
         when = stamp_text(last, prefix)
-        rows.append((ioc, client, hour, hits, blocked, when))
+        rows.append((ioc, client, hour, hits, blocked, when, stamp_text(first, prefix)))
         entry = days.get((ioc, client, day))
         if entry is None:
             days[(ioc, client, day)] = [hits, blocked, when]
@@ -280,16 +282,19 @@ def merge(parts: Sequence[Prepared]) -> Prepared:
 
 def _add_counts(
     into: dict[tuple[IocKey, str, str], list[Any]],
-    rows: list[tuple[IocKey, str, str, int, int, str]],
+    rows: list[tuple[Any, ...]],
 ) -> None:
-    """Sum ``(ioc, client, hour or day, hits, blocked, last seen)`` rows per key."""
-    for ioc, client, when, hits, blocked, last in rows:
+    """Sum ``(ioc, client, hour or day, hits, blocked, last seen[, first seen])`` rows
+    per key: the latest last and the earliest first stamp."""
+    for ioc, client, when, hits, blocked, last, *first in rows:
         key = (ioc, client, when)
         entry = into.get(key)
         if entry is None:
-            into[key] = [hits, blocked, last]
+            into[key] = [hits, blocked, last, *first]
         else:
             entry[0] += hits
             entry[1] += blocked
             if last > entry[2]:  # UTC texts compare as their moments do
                 entry[2] = last
+            if first and first[0] < entry[3]:
+                entry[3] = first[0]

@@ -16,7 +16,7 @@ from vtguardian.store.schema import clients, iocs, sightings
 class Contact:
     client: str
     name: str | None
-    first_seen: datetime  # the start of the first hour with a sighting
+    first_seen: datetime
     last_seen: datetime
     hits: int
     iocs: int
@@ -40,7 +40,7 @@ def client_contacts(connection: Connection, *conditions: Any) -> list[Contact]:
         select(
             clients.c.ip,
             clients.c.name,
-            func.min(sightings.c.hour),
+            func.min(sightings.c.first_seen),
             func.max(sightings.c.last_seen),
             hits,
             func.count(func.distinct(sightings.c.ioc_id)),

@@ -86,6 +86,8 @@ sightings = Table(
     # Of those hits, how many the DNS filter answered with a block (Pi-hole correlation).
     Column("blocked", BigInteger, nullable=False, default=0),
     Column("last_seen", Timestamp, nullable=False),
+    # The exact first sighting in the hour: a hunt says 01:57:08, not 01:00.
+    Column("first_seen", Timestamp, nullable=False),
     PrimaryKeyConstraint("ioc_id", "client_id", "source", "hour"),
     # Covering for the dashboard's edge hours: a range of hours read from the index alone.
     Index(None, "hour", "source", "hits", "last_seen"),

@@ -25,24 +25,37 @@ def hour_bucket(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-# ioc_id, client_id, source, hour, hits, blocked, last_seen
-SightingRow = tuple[int, int, str, Any, int, int, Any]
+# ioc_id, client_id, source, hour, hits, blocked, last_seen, first_seen
+SightingRow = tuple[int, int, str, Any, int, int, Any, Any]
 # ioc_id, client_id, source, day, hits, blocked, last_seen: one client's day of an IoC
 ClientDay = tuple[int, int, str, Any, int, int, Any]
 
-_SIGHTING_COLUMNS = ("ioc_id", "client_id", "source", "hour", "hits", "blocked", "last_seen")
+_SIGHTING_COLUMNS = (
+    "ioc_id",
+    "client_id",
+    "source",
+    "hour",
+    "hits",
+    "blocked",
+    "last_seen",
+    "first_seen",
+)
 
 
 def add_sightings(
     connection: Connection,
-    counts: Mapping[SightingKey, tuple[int, int, datetime]],
+    counts: Mapping[SightingKey, tuple[int, int, datetime] | tuple[int, int, datetime, datetime]],
 ) -> None:
-    """Add ``(hits, blocked, last_seen)`` to each hourly row, creating it when new."""
-    rows = [(*key, *value) for key, value in counts.items()]
+    """Add ``(hits, blocked, last_seen[, first_seen])`` to each hourly row, creating it
+    when new; without a first stamp the last one stands for it."""
+    rows: list[SightingRow] = [
+        (*key, *value) if len(value) == 4 else (*key, *value, value[2])  # type: ignore[misc]
+        for key, value in counts.items()
+    ]
     days = client_days(
         (
             ((ioc_id, client_id, source), hour, hits, blocked, last)
-            for ioc_id, client_id, source, hour, hits, blocked, last in rows
+            for ioc_id, client_id, source, hour, hits, blocked, last, _first in rows
         ),
         day_of=day_start,
     )
@@ -90,6 +103,7 @@ def write_sightings(
         keys=4,
         increment=["hits", "blocked"],
         greatest=["last_seen"],
+        least=["first_seen"],
     )
     days: dict[tuple[int, str, Any, int], list[Any]] = {}
     for ioc_id, client_id, source, day, hits, blocked, last_seen in client_days:
@@ -115,7 +129,7 @@ def write_sightings(
         bit_or=["clients_mask"],
     )
     hours: dict[tuple[Any, str], list[int]] = {}
-    for _ioc, _client, source, hour, hits, blocked, _last in rows:
+    for _ioc, _client, source, hour, hits, blocked, _last, _first in rows:
         total = hours.get((hour, source))
         if total is None:
             hours[(hour, source)] = [hits, blocked]
