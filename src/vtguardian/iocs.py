@@ -41,9 +41,20 @@ _REVERSE_ZONES = ("in-addr.arpa", "ip6.arpa")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 _ULA = ipaddress.ip_network("fc00::/7")
-# Defanged forms people paste from reports: hxxp://evil[.]com, evil(.)com, 1.2.3[.]4
+# IETF protocol assignments (RFC 6890): Python calls 192.0.0.9 and .10 global, but
+# nothing of a home network's own belongs to a third party from there.
+_IETF_PROTOCOL = ipaddress.ip_network("192.0.0.0/24")
+# IPv6 forms that carry an IPv4 address (RFC 4291 IPv4-compatible, RFC 6052 NAT64,
+# RFC 3056 6to4, RFC 4380 Teredo): the IPv4 inside is judged like a plain one.
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local use only
+# Special-use names that never resolve in the public DNS (RFC 7686), whatever the
+# public suffix list says.
+_SPECIAL_USE = ("onion",)
 # "host:port" and "[v6]:port", as HTTP Host headers and CONNECT targets carry them.
 _HOST_PORT = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):\d{1,5}")
+# Defanged forms people paste from reports: hxxp://evil[.]com, evil(.)com, 1.2.3[.]4
 _DEFANG = (("[.]", "."), ("(.)", "."), ("{.}", "."), ("[dot]", "."), ("[:]", ":"))
 
 _EXTRACT = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
@@ -214,6 +225,25 @@ def matching_suffix(domain: str, suffixes: frozenset[str]) -> str | None:
     return None
 
 
+def embedded_ipv4(ip: IpAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 transition form carries (none for other addresses).
+
+    ``::c0a8:101``, ``64:ff9b::c0a8:101``, ``2002:c0a8:101::1`` and a Teredo
+    address all lead to 192.168.1.1: a private address in a public-looking form.
+    """
+    if isinstance(ip, ipaddress.IPv4Address):
+        return []
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _IPV4_COMPATIBLE or ip in _NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
 def _ip_reason(ip: IpAddress) -> str | None:
     """Why an address must stay private, or None when it is a public unicast address."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -229,20 +259,36 @@ def _ip_reason(ip: IpAddress) -> str | None:
     if isinstance(ip, ipaddress.IPv4Address):
         if ip in _CGNAT:
             return "carrier-grade NAT address (100.64.0.0/10)"
+        if ip in _IETF_PROTOCOL:
+            return "IETF protocol assignment (192.0.0.0/24)"
         if any(ip in net for net in _RFC1918):
             return "private address (RFC 1918)"
     elif ip in _ULA:
         return "unique local address (fc00::/7)"
+    elif ip in _NAT64_LOCAL:
+        return "local-use NAT64 address (64:ff9b:1::/48)"
+    else:
+        for inner in embedded_ipv4(ip):
+            reason = _ip_reason(inner)
+            if reason is not None:
+                return f"{reason} inside an IPv6 address ({inner})"
     if not ip.is_global:
         return "reserved or documentation address"
     return None
+
+
+# Only values up to this long are memoised: every domain fits, and a cache of long
+# values (a 50 KB SNI from a hostile client, once each) would grow by the input.
+CACHED_LENGTH = 255
 
 
 class Classifier:
     """Applies the IoC model with one privacy policy; results are memoised.
 
     Collectors classify the same popular names millions of times, so a bounded
-    cache turns the IDNA and suffix work into a dictionary hit.
+    cache turns the IDNA and suffix work into a dictionary hit. The cache holds
+    at most ``cache_size`` values of at most ``CACHED_LENGTH`` characters, so its
+    memory is bounded whatever the traffic: longer values are worked out anew.
     """
 
     def __init__(
@@ -252,15 +298,27 @@ class Classifier:
         own_networks: Iterable[str] = (),
         allow_domains: Iterable[str] = (),
         allow_networks: Iterable[str] = (),
-        cache_size: int = 262_144,
+        cache_size: int = 65_536,
     ) -> None:
         self.local_suffixes = _domain_set(local_suffixes, "privacy.local_suffixes")
         self.own_domains = _domain_set(own_domains, "privacy.own_domains")
         self.allow_domains = _domain_set(allow_domains, "allowlist.domains")
         self.own_networks = _network_list(own_networks, "privacy.own_networks")
         self.allow_networks = _network_list(allow_networks, "allowlist.networks")
-        self.classify = lru_cache(maxsize=cache_size)(self._classify)
-        self.classify_as = lru_cache(maxsize=cache_size)(self._classify_as)
+        self._cached = lru_cache(maxsize=cache_size)(self._classify)
+        self._cached_as = lru_cache(maxsize=cache_size)(self._classify_as)
+
+    def classify(self, raw: str) -> Classified:
+        """Detect the type of a free-form value, then normalise it."""
+        if len(raw) <= CACHED_LENGTH:
+            return self._cached(raw)
+        return self._classify(raw)
+
+    def classify_as(self, raw: str, kind: IocType) -> Classified:
+        """Classify a value whose type the source already knows (a DNS query is a domain)."""
+        if len(raw) <= CACHED_LENGTH:
+            return self._cached_as(raw, kind)
+        return self._classify_as(raw, kind)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Classifier:
@@ -326,6 +384,8 @@ class Classifier:
         """Why a name cannot be a public DNS name at all."""
         if "." not in domain:
             return "single-label name"
+        if domain.rsplit(".", 1)[1] in _SPECIAL_USE:
+            return "Tor onion service (.onion): never in the public DNS"
         local = matching_suffix(domain, self.local_suffixes)
         if local is not None:
             if local in _REVERSE_ZONES:
@@ -351,10 +411,11 @@ class Classifier:
         reason = _ip_reason(ip)
         if reason is not None:
             return reason
-        if any(ip in net for net in self.own_networks if net.version == ip.version):
-            return "own network (privacy.own_networks)"
-        if any(ip in net for net in self.allow_networks if net.version == ip.version):
-            return "allowlisted"
+        for address in (ip, *embedded_ipv4(ip)):  # also through an IPv6 transition form
+            if any(address in net for net in self.own_networks if net.version == address.version):
+                return "own network (privacy.own_networks)"
+            if any(address in net for net in self.allow_networks if net.version == address.version):
+                return "allowlisted"
         return None
 
     def _url(self, raw: str, text: str) -> Classified:
