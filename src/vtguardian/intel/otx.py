@@ -9,8 +9,10 @@ flow goes on. OTX failing never stops a lookup: the flow just asks the next prov
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 from vtguardian.iocs import IocType, hash_kind
 
@@ -44,8 +46,22 @@ class OtxClient:
     def __repr__(self) -> str:
         return f"OtxClient(host={self._host!r})"
 
+    def indicator_url(self, kind: IocType, value: str) -> URL:
+        """The request for one indicator: the whole value is one path segment.
+
+        A URL from traffic holds ``/``, ``?``, ``#``, ``%`` and ``..``: sent as they
+        are, a crafted one steered the request (and the user's OTX key) to another
+        endpoint. Every one of them is percent-encoded, dots too, and the URL is
+        handed over as encoded so that nothing normalises it on the way.
+        """
+        segment = quote(value, safe="").replace(".", "%2E")
+        return URL(
+            f"{self._host}/api/v1/indicators/{section(kind, value)}/{segment}/general",
+            encoded=True,
+        )
+
     async def fetch(self, kind: IocType, value: str) -> OtxAnswer | None:
-        url = f"{self._host}/api/v1/indicators/{section(kind, value)}/{value}/general"
+        url = self.indicator_url(kind, value)
         try:
             async with (
                 aiohttp.ClientSession(timeout=self._timeout, headers=self._headers) as session,

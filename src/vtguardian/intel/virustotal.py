@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import vt
@@ -74,8 +75,19 @@ class VtAnswer:
 
 
 def api_path(kind: IocType, value: str) -> str:
+    """The object's path: its id as one path segment, whatever the value holds.
+
+    Normalised domains, addresses and hashes hold nothing to escape and a URL's id
+    is unpadded base64url, but the id is percent-encoded anyway, so no value can
+    add a segment, a query or a fragment to a request (or a ``{}`` to vt-py's path
+    template). A dot is the one character that encoding cannot guard (the HTTP
+    client decodes ``%2E``), so an id of dots alone is refused.
+    """
     template, _ = _PATHS[kind]
-    return template.format(vt.url_id(value) if kind is IocType.URL else value)
+    identifier = vt.url_id(value) if kind is IocType.URL else value
+    if not identifier.strip("."):
+        raise ValueError(f"not an object id: {identifier!r}")
+    return template.format(quote(identifier, safe=""))
 
 
 def permalink(kind: IocType, object_id: str) -> str:
@@ -184,8 +196,12 @@ class VirusTotalClient:
         """One request; raises one of this module's exceptions for anything but an answer."""
         assert self._client is not None, "use 'async with VirusTotalClient(...)'"
         try:
+            path = api_path(kind, value)
+        except ValueError as exc:
+            raise Unanswerable(str(exc)) from None
+        try:
             document = await asyncio.wait_for(
-                self._client.get_json_async(api_path(kind, value)), timeout=self._timeout + 5
+                self._client.get_json_async(path), timeout=self._timeout + 5
             )
         except vt.APIError as exc:
             return self._api_error(exc)
