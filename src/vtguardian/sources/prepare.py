@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from vtguardian.iocs import Classifier, IocType
+from vtguardian.iocs import Classifier, InvalidIoc, IocType, normalise_ip
 from vtguardian.sources.batch import BadInput, Batch
 from vtguardian.sources.lines import Parsed
 from vtguardian.sources.timeparse import (
@@ -89,6 +89,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     latest: dict[str, Stamp] = {}  # client -> its last stamp
     earliest: dict[str, Stamp] = {}  # client -> its first stamp
     registered: dict[IocKey, str | None] = {}
+    devices: dict[str, str] = {}  # client as logged -> its address, or "" (unknown)
     eligible = invalid = skipped = 0
     for (kind, raw, client, hour), (hits, blocked, last, first) in batch.counts.items():
         ioc = resolved.get((kind, raw))
@@ -104,6 +105,10 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
         prefix = prefixes.get(hour)
         if prefix is None:
             prefix = prefixes[hour] = utc_hour_text(hour)
+        device = devices.get(client)
+        if device is None:
+            device = devices[client] = client_address(client)
+        client = device
         key = (ioc, client, prefix)
         entry = merged.get(key)
         if entry is None:
@@ -141,7 +146,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
         for ioc, (first, since, last, until) in spans.items()
     }
     _lay_out_rows(out, merged, set(prefixes.values()))
-    names = batch.client_names
+    names = {client_address(client): name for client, name in batch.client_names.items()}
     out.clients = {
         client: (names.get(client), stamp_datetime(earliest[client]), stamp_datetime(ts))
         for client, ts in latest.items()
@@ -163,10 +168,26 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
             "proto": alert.proto,
         }
         ioc = resolved.get((alert.ioc_kind, alert.ioc_raw or ""))
-        out.alerts.append((row, alert.client, ioc if ioc.__class__ is tuple else None))  # type: ignore[arg-type]
-        if alert.client not in out.clients:
-            out.clients[alert.client] = (batch.client_names.get(alert.client), row["ts"], row["ts"])
+        device = client_address(alert.client)
+        out.alerts.append((row, device, ioc if ioc.__class__ is tuple else None))  # type: ignore[arg-type]
+        if device not in out.clients:
+            out.clients[device] = (names.get(device), row["ts"], row["ts"])
     return out
+
+
+def client_address(client: str) -> str:
+    """A device as stored: its address, normalised (``::ffff:192.168.1.5`` is
+    192.168.1.5, a zone id is dropped), or "" when the log gave no address.
+
+    A device is shown everywhere and offered as a Grafana variable, whose quoting
+    does not escape backslashes: only an address is ever stored as one.
+    """
+    if not client:
+        return ""
+    try:
+        return normalise_ip(client).compressed
+    except InvalidIoc:
+        return ""
 
 
 def prepared_batches(batches: Iterable[Parsed], classifier: Classifier) -> Iterator[Ready]:
