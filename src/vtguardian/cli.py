@@ -14,6 +14,7 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from rich.text import Text
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -37,8 +38,22 @@ db_app = typer.Typer(help="Create, migrate and inspect the database.", no_args_i
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+# Everything printed may hold values from traffic (a URL path, a device name): no Rich
+# markup or emoji codes are read from it, and control characters are made visible
+# (``shown``) before they reach the terminal.
+out = Console(soft_wrap=True, highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
+
+
+def shown(value: object) -> str:
+    """A value from data as terminal text: control and format characters (escape
+    sequences, bidi overrides) are printed as their ``\\x1b`` / ``\\u202e`` escapes."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 class State:
@@ -264,33 +279,35 @@ def lookup(
         if not r.eligible:
             table.add_row(
                 r.type or "-",
-                r.value or r.input,
-                "[dim]not sent[/]",
+                shown(r.value or r.input),
+                Text("not sent", style="dim"),
                 "",
                 "",
                 "",
                 "",
-                r.reason or "",
+                shown(r.reason or ""),
             )
             continue
         table.add_row(
             r.type or "",
-            r.value or "",
+            shown(r.value or ""),
             _styled(r.verdict),
             f"{r.malicious}/{r.total}" if r.total is not None else "-",
             f"{r.ratio:.1%}" if r.ratio is not None else "-",
             r.last_analysis_date.strftime("%Y-%m-%d %H:%M") if r.last_analysis_date else "-",
             r.source or "-",
-            ", ".join(r.engines[:5]) + (" …" if len(r.engines) > 5 else "") or (r.error or ""),
+            shown(
+                ", ".join(r.engines[:5]) + (" …" if len(r.engines) > 5 else "") or (r.error or "")
+            ),
         )
     out.print(table)
 
 
-def _styled(verdict: str | None) -> str:
+def _styled(verdict: str | None) -> Text:
     colour = {"malicious": "bold red", "suspicious": "yellow", "harmless": "green"}.get(
         verdict or ""
     )
-    return f"[{colour}]{verdict}[/]" if colour else (verdict or "-")
+    return Text(shown(verdict or "-"), style=colour or "")
 
 
 @app.command("worker")
@@ -446,7 +463,7 @@ def flow_show(
         table.add_row(
             str(step["position"]),
             step["provider"],
-            "yes" if step["enabled"] else "[dim]no[/]",
+            "yes" if step["enabled"] else Text("no", style="dim"),
             str(step["answer"]),
             str(step["decision"]),
             str(step["error"]),
@@ -559,13 +576,13 @@ def block_sync(
     mode = "would block" if result.dry_run else "blocked"
     out.print(f"{mode} {len(result.added)}, unblocked {len(result.removed)}")
     for domain in result.added:
-        out.print(f"  + {domain}")
+        out.print(f"  + {shown(domain)}")
     for domain in result.removed:
-        out.print(f"  - {domain}")
+        out.print(f"  - {shown(domain)}")
     if result.held:
         err.print(
             f"circuit breaker: {len(result.held)} more malicious domains held back for review "
-            f"(pihole.max_new_blocks_per_hour): {', '.join(result.held[:10])}"
+            f"(pihole.max_new_blocks_per_hour): {shown(', '.join(result.held[:10]))}"
         )
 
 
@@ -589,7 +606,7 @@ def block_firewall(
     if result.held:
         err.print(
             f"circuit breaker: {len(result.held)} more addresses held back for review "
-            f"(nftables.max_new_blocks_per_hour): {', '.join(result.held[:10])}"
+            f"(nftables.max_new_blocks_per_hour): {shown(', '.join(result.held[:10]))}"
         )
 
 
@@ -670,19 +687,21 @@ def hunt_command(
         return
     from rich.table import Table
 
-    table = Table(title=f"Devices that contacted {value} (last {days:g} days)")
+    table = Table(title=f"Devices that contacted {shown(value)} (last {days:g} days)")
     for column in ("client", "name", "first seen (UTC)", "last seen (UTC)", "hits", "IoCs"):
         table.add_column(column)
     for c in contacts:
         table.add_row(
-            c.client,
-            c.name or "",
+            shown(c.client),
+            shown(c.name or ""),
             f"{c.first_seen:%Y-%m-%d %H:%M}",
             f"{c.last_seen:%Y-%m-%d %H:%M}",
             str(c.hits),
             str(c.iocs),
         )
-    out.print(table if contacts else f"no device contacted {value} in the last {days:g} days")
+    out.print(
+        table if contacts else f"no device contacted {shown(value)} in the last {days:g} days"
+    )
 
 
 @app.command("alerts")
@@ -710,7 +729,11 @@ def alerts_command(
         devices = ", ".join(c.get("name") or c["ip"] for c in p["clients"] or [])
         ratio = f"{p['ratio']:.1%}" if p["ratio"] is not None else "-"
         table.add_row(
-            p["created_at"][:16], p["ioc"]["value"], _styled(p["verdict"]), ratio, devices
+            p["created_at"][:16],
+            shown(p["ioc"]["value"]),
+            _styled(p["verdict"]),
+            ratio,
+            shown(devices),
         )
     out.print(table)
 
@@ -887,7 +910,7 @@ def run_command(ctx: typer.Context) -> None:
     from vtguardian.daemon import run_daemon
 
     settings = _state(ctx).settings
-    report = run_daemon(settings, _open_store(ctx), lambda line: err.print(line))
+    report = run_daemon(settings, _open_store(ctx), lambda line: err.print(shown(line)))
     t = report.ingested
     err.print(f"stopped: {t.lines} lines read, {t.iocs} IoCs, {report.lookups} VirusTotal requests")
     if report.problems:
@@ -960,14 +983,18 @@ def demo(
     shown = result.findings[:15]
     for kind, value, verdict, ratio, devices in shown:
         table.add_row(
-            kind, value, _styled(verdict), f"{ratio:.1%}" if ratio is not None else "-", devices
+            kind,
+            shown(value),
+            _styled(verdict),
+            f"{ratio:.1%}" if ratio is not None else "-",
+            shown(devices),
         )
     out.print(table)
     if len(result.findings) > len(shown):
         out.print(f"... and {len(result.findings) - len(shown)} more in the database.")
     out.print(
         f"Pi-hole (dry run on the demo {result.gravity.name}): would block "
-        + (", ".join(result.would_block) or "nothing")
+        + (shown(", ".join(result.would_block)) or "nothing")
         + "; suspicious and allowlisted domains are never blocked."
     )
     out.print(f"Database: {result.database}")
@@ -994,7 +1021,7 @@ def _serve_demo(database: Path, port: int) -> None:
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level="warning", lifespan="off")
     )
-    out.print(f"The built-in page: [bold]{url}[/]  (Ctrl-C to stop)")
+    out.print(Text.assemble("The built-in page: ", (url, "bold"), "  (Ctrl-C to stop)"))
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[listener])
 
