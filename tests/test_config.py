@@ -100,7 +100,7 @@ def test_show_masks_the_api_key_and_database_password(tmp_path):
         assert "********" in result.stdout
     data = json.loads(run_cli("config", "show", "--json", env=env, cwd=tmp_path).stdout)
     assert data["virustotal"]["api_key"] == "********"
-    assert data["database"]["url"] == "mysql+pymysql://vtg:***@db.example:3306/vtg"
+    assert data["database"]["url"] == "mysql+pymysql://vtg:********@db.example:3306/vtg"
 
 
 def test_bad_allowlist_entry_is_a_config_error(tmp_path):

@@ -12,6 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -66,16 +67,24 @@ class DatabaseSettings(_Section):
     @classmethod
     def _known_engine(cls, value: str) -> str:
         from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         try:
-            backend = make_url(value).get_backend_name()
+            url = make_url(value)
         except ArgumentError:
             raise ValueError(
                 "not a database URL (expected sqlite:///FILE or mysql+pymysql://...)"
             ) from None
+        backend = url.get_backend_name()
         if backend not in ("sqlite", "mysql", "mariadb"):
             raise ValueError(f"unsupported database {backend!r} (use sqlite or mysql/mariadb)")
+        try:
+            url.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(
+                f"no database driver {url.get_driver_name()!r} for {backend} "
+                "(use mysql+pymysql://...)"
+            ) from None
         return value
 
 
@@ -197,7 +206,6 @@ class WebSettings(_Section):
     # Required for every write endpoint, and for everything when not bound to loopback.
     token: SecretStr | None = None
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
-
 
 class PiholeSettings(_Section):
     gravity_db: Path = Path("/etc/pihole/gravity.db")
@@ -372,20 +380,63 @@ SECRETS = (
 
 
 def settings_for_display(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data with every secret masked."""
+    """The effective configuration as plain data with every secret masked: the keys
+    and passwords, and whatever a URL setting carries in its user info, query or
+    fragment (a webhook's token, ``?password=`` in a database URL)."""
     data = settings.model_dump(mode="json")
     for section, name in SECRETS:
         secret = getattr(getattr(settings, section), name)
         data[section][name] = mask_secret(secret.get_secret_value() if secret else None)
-    data["database"]["url"] = _mask_url_password(settings.database.url)
+    data = _mask_urls(data)
+    data["database"]["url"] = mask_url(settings.database.url, keep_user=True)
     return data
 
 
-def _mask_url_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+def _mask_urls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _mask_urls(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(item) for item in value]
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    return value
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+
+# Query options of a database URL that say how to connect, never who may: shown as set.
+_PLAIN_OPTIONS = frozenset(
+    {
+        "charset",
+        "connect_timeout",
+        "read_timeout",
+        "write_timeout",
+        "ssl_ca",
+        "ssl_cert",
+        "ssl_key",
+        "ssl_disabled",
+        "ssl_verify_cert",
+        "ssl_verify_identity",
+        "local_infile",
+        "unix_socket",
+    }
+)
+_MASK = "********"
+
+
+def mask_url(url: str, keep_user: bool = False) -> str:
+    """``url`` with its user info (all of it, as a token can be the user name; with
+    ``keep_user``, a database's, only the password), every query value but a
+    database's connection options, and its fragment masked."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
         return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name, colon, _password = user.partition(":")
+        shown = f"{name}:{_MASK}" if keep_user and colon else name if keep_user else _MASK
+        netloc = f"{shown}@{host}"
+    query = "&".join(
+        key if not sep else f"{key}={value if key in _PLAIN_OPTIONS else _MASK}"
+        for key, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, _MASK if parts.fragment else ""))

@@ -20,7 +20,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from vtguardian.errors import DatabaseUnavailable, UserError
+from vtguardian.config import mask_url
+from vtguardian.errors import ConfigError, DatabaseUnavailable, UserError
 
 T = TypeVar("T")
 
@@ -36,7 +37,8 @@ def is_sqlite(engine: Engine | Connection) -> bool:
 
 
 def describe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """A database URL to show: password, user info and secret options masked."""
+    return mask_url(make_url(url).render_as_string(hide_password=False), keep_user=True)
 
 
 def make_engine(url: str) -> Engine:
@@ -47,12 +49,38 @@ def make_engine(url: str) -> Engine:
     query = dict(parsed.query)
     query.setdefault("charset", "utf8mb4")
     parsed = parsed.set(query=query)
-    return create_engine(
-        parsed,
-        pool_pre_ping=True,
-        pool_recycle=3600,
-        isolation_level="READ COMMITTED",
-    )
+    try:
+        engine = create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+            isolation_level="READ COMMITTED",
+        )
+    except (ValueError, TypeError) as exc:  # e.g. connect_timeout=abc
+        raise ConfigError(f"database.url: an option cannot be used: {exc}") from None
+    event.listen(engine, "do_connect", _connect_or_explain)
+    return engine
+
+
+def _connect_or_explain(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    """Connect; options in the URL the driver cannot use (an unknown charset, a missing
+    ``ssl_ca`` file, ``connect_timeout=abc``) fail there with a Python error, not a
+    database one: they become one line naming the options, not a traceback."""
+    from pymysql.charset import charset_by_name
+
+    charset = cparams.get("charset")
+    if charset and charset_by_name(charset) is None:
+        raise ConfigError(f"database.url: unknown charset {charset!r}")
+    try:
+        return dialect.loaded_dbapi.connect(*cargs, **cparams)
+    except dialect.loaded_dbapi.Error:
+        raise  # a database error: SQLAlchemy reports it, and waits out a restart
+    except (ValueError, TypeError, LookupError, OSError) as exc:
+        options = ", ".join(sorted(k for k in cparams if k not in ("host", "user", "password")))
+        raise ConfigError(
+            f"database.url: the connection options cannot be used ({options}): "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        ) from None
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -116,7 +144,7 @@ def unavailable(engine: Engine, exc: DBAPIError) -> UserError:
     """One line for a database failure: unreachable, or refused what we asked."""
     reason = str(exc.orig) if exc.orig is not None else str(exc)
     reason = " ".join(reason.split())
-    url = engine.url.render_as_string(hide_password=True)
+    url = describe_url(engine.url.render_as_string(hide_password=False))
     if isinstance(exc, OperationalError) and (is_disconnect(exc) or is_sqlite(engine)):
         return DatabaseUnavailable(f"cannot reach database {url}: {reason}")
     return UserError(f"database {url} refused the operation: {reason}")
