@@ -199,6 +199,18 @@ def public_suffix(domain: str) -> str:
     return _split(domain).suffix
 
 
+def is_public_suffix(domain: str) -> bool:
+    """Whether a name is itself a public suffix (``co.uk``) or a private registry's
+    (``duckdns.org``, ``github.io``): a block of it, or a wildcard under it, would
+    block every site anyone registered there."""
+    return not _split_private(domain).domain
+
+
+_split_private = lru_cache(maxsize=4096)(
+    lambda domain: _EXTRACT(domain, include_psl_private_domains=True)
+)
+
+
 # A URL's host is split three times as it is classified (local? public suffix? eTLD+1),
 # and many URLs share a host: each host is split once.
 _split = lru_cache(maxsize=65_536)(_EXTRACT.__call__)

@@ -3,8 +3,10 @@
 Pi-hole and AdGuard Home take ``domains.txt`` or ``hosts.txt``; Unbound and
 BIND take the RPZ zone; pfBlockerNG takes ``ips.txt``; Suricata loads the
 dataset and the matching rules. Only ``malicious`` verdicts are listed (never
-suspicious ones, which include popular domains held for review), and nothing
-the user allowlisted, even if a provider called it malicious.
+suspicious ones, which include popular domains held for review), nothing the
+user allowlisted, even if a provider called it malicious, and never a public
+suffix (``co.uk``, ``duckdns.org``), which would block everyone registered under
+it. The same list drives Pi-hole blocking.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from vtguardian.clock import utcnow
-from vtguardian.iocs import Classifier
+from vtguardian.iocs import Classifier, is_public_suffix
 from vtguardian.store.schema import iocs, verdicts
 
 DATASET = "vtguardian-domains"
@@ -41,6 +43,8 @@ def blocklist(engine: Engine, classifier: Classifier) -> Blocklist:
     domains, ips = [], []
     for kind, value in rows:
         if not classifier.classify(value).eligible:  # allowlisted since, or never public
+            continue
+        if kind == "domain" and is_public_suffix(value):
             continue
         (domains if kind == "domain" else ips).append(value)
     return Blocklist(sorted(domains), sorted(ips), utcnow())

@@ -27,7 +27,7 @@ from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.errors import InvalidInput
 from vtguardian.intel.alerts import hold_alerts
-from vtguardian.iocs import Classifier, IocType
+from vtguardian.iocs import Classifier, IocType, is_public_suffix
 from vtguardian.store.engine import write_transaction
 from vtguardian.store.entities import ensure_iocs
 from vtguardian.store.schema import iocs, verdicts
@@ -135,6 +135,10 @@ def record_manual(
             raise InvalidInput(f"{raw!r} is not a domain name")
         if not item.eligible:
             raise InvalidInput(f"{item.value}: not blocked here ({item.reason})")
+        if block and is_public_suffix(item.value):
+            raise InvalidInput(
+                f"{item.value}: a public suffix; blocking it would block every site under it"
+            )
         chosen.append(item.value)
     with write_transaction(engine) as connection:
         ensure_iocs(connection, {("domain", d): (None, now, now) for d in chosen})
