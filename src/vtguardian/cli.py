@@ -980,8 +980,8 @@ def demo(
     table = Table(title="What needs your attention")
     for column in ("type", "IoC", "verdict", "ratio", "devices"):
         table.add_column(column, overflow="fold")
-    shown = result.findings[:15]
-    for kind, value, verdict, ratio, devices in shown:
+    listed = result.findings[:15]
+    for kind, value, verdict, ratio, devices in listed:
         table.add_row(
             kind,
             shown(value),
@@ -990,8 +990,8 @@ def demo(
             shown(devices),
         )
     out.print(table)
-    if len(result.findings) > len(shown):
-        out.print(f"... and {len(result.findings) - len(shown)} more in the database.")
+    if len(result.findings) > len(listed):
+        out.print(f"... and {len(result.findings) - len(listed)} more in the database.")
     out.print(
         f"Pi-hole (dry run on the demo {result.gravity.name}): would block "
         + (shown(", ".join(result.would_block)) or "nothing")
