@@ -21,6 +21,9 @@ from vtguardian.store.entities import ensure_iocs
 from vtguardian.web.app import create_app
 
 TOKEN = "t0ken-for-tests"
+# The app answers only its own Host names (DNS rebinding): TestClient's default,
+# "testserver", is not one of them.
+LOCAL = "http://127.0.0.1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -54,7 +57,7 @@ def client(engine, db_url):
     settings = settings_for(
         db_url, "http://127.0.0.1:9", web={"token": TOKEN, "max_body_bytes": 4096}
     )
-    with TestClient(create_app(settings, engine)) as test_client:
+    with TestClient(create_app(settings, engine), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -69,7 +72,7 @@ def test_writes_need_the_token(client):
 
 def test_everything_needs_the_token_when_public(engine, db_url):
     settings = settings_for(db_url, "http://127.0.0.1:9", web={"token": TOKEN})
-    with TestClient(create_app(settings, engine, public=True)) as public:
+    with TestClient(create_app(settings, engine, public=True), base_url=LOCAL) as public:
         assert public.get("/api/v1/iocs").status_code == 401
         assert public.get("/metrics").status_code == 401
         assert public.get("/api/v1/iocs", headers=AUTH).status_code == 200
@@ -123,7 +126,7 @@ def test_a_cached_answer_does_not_wait_for_an_ingest_on_sqlite(sqlite_url, tmp_p
             order.append("lock released")
 
     holder = threading.Thread(target=hold_the_write_lock)
-    with TestClient(create_app(settings, engine)) as api:
+    with TestClient(create_app(settings, engine), base_url=LOCAL) as api:
         holder.start()
         assert locked.wait(timeout=10)
         body = {"values": ["known-bad.example.com", "known-good.example.com"]}

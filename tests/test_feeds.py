@@ -45,7 +45,8 @@ def client(engine, db_url):
     settings = settings_for(
         db_url, "http://127.0.0.1:9", allowlist={"domains": ["bank.example.com"]}
     )
-    with TestClient(create_app(settings, engine)) as test_client:
+    # The app answers only its own Host names: 127.0.0.1, not TestClient's default.
+    with TestClient(create_app(settings, engine), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

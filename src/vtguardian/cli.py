@@ -537,11 +537,15 @@ def serve(
     """Serve the built-in page, the REST API, the blocklist feeds and /metrics."""
     import uvicorn
 
-    from vtguardian.web.app import create_app, is_loopback
+    from vtguardian.web.app import create_app
+    from vtguardian.web.security import allowed_hosts, base_url, is_loopback
 
     settings = _state(ctx).settings
     host = host or settings.web.host
     port = port or settings.web.port
+    # The app answers only the Host names of the address it is really bound to.
+    web = settings.web.model_copy(update={"host": host, "port": port})
+    settings = settings.model_copy(update={"web": web})
     public = not is_loopback(host)
     if public and settings.web.token is None:
         raise ConfigError(
@@ -549,7 +553,9 @@ def serve(
             "(every request from another machine must carry it)"
         )
     app_ = create_app(settings, _open_store(ctx), public=public)
-    out.print(f"vtguardian page on http://{host}:{port}/")
+    url = base_url(host, port)
+    out.print(f"vtguardian page on {url}" + ("?token=<web.token>" if public else ""))
+    out.print(f"answering the Host names {', '.join(allowed_hosts(web))} (web.allowed_hosts)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 

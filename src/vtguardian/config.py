@@ -206,6 +206,33 @@ class WebSettings(_Section):
     # Required for every write endpoint, and for everything when not bound to loopback.
     token: SecretStr | None = None
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
+    # Host names (and addresses) the page is opened by, besides `host`, localhost and the
+    # loopback addresses, which are always answered: e.g. ["pi.lan", "192.168.1.5"],
+    # or "*.lan". Any other Host header gets 400, so that a page on another name that
+    # resolves to this machine (DNS rebinding) reads nothing.
+    allowed_hosts: list[str] = []
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        """Names as a Host header carries them, without scheme or port: a wrong entry
+        would silently never match, so it is refused at start instead."""
+        import ipaddress
+        import re
+
+        for name in names:
+            try:
+                ipaddress.ip_address(name.strip("[]"))
+                continue
+            except ValueError:
+                pass
+            if name != "*" and not re.fullmatch(r"(\*\.)?[\w-]+(\.[\w-]+)*", name, re.ASCII):
+                raise ValueError(
+                    f"{name!r}: a host name or address without scheme or port, "
+                    "'*.example.lan', or '*'"
+                )
+        return names
+
 
 class PiholeSettings(_Section):
     gravity_db: Path = Path("/etc/pihole/gravity.db")

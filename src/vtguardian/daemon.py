@@ -142,7 +142,8 @@ class Daemon:
     async def _web(self) -> None:
         import uvicorn
 
-        from vtguardian.web.app import create_app, is_loopback
+        from vtguardian.web.app import create_app
+        from vtguardian.web.security import is_loopback
 
         web = self.settings.web
         public = not is_loopback(web.host)

@@ -31,7 +31,8 @@ NASTY = [
 def client(engine, db_url):
     _seed(engine)
     app = create_app(settings_for(db_url, "http://127.0.0.1:9", web={"token": TOKEN}), engine)
-    with TestClient(app) as test_client:
+    # The app answers only its own Host names: 127.0.0.1, not TestClient's default.
+    with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

@@ -121,7 +121,7 @@ def test_the_api_key_never_appears_anywhere(tmp_path, vt_emulator, db_url):
         assert SECRET not in output
     engine = make_engine(db_url)
     settings_ = settings_for(db_url, vt_emulator.url, virustotal={"api_key": SECRET})
-    client = TestClient(create_app(settings_, engine))
+    client = TestClient(create_app(settings_, engine), base_url="http://127.0.0.1")
     paths = ["/", "/metrics", "/api/v1/iocs", "/api/v1/panels", "/openapi.json",
              "/api/v1/iocs/malware-c2.example.net", "/feeds/domains.txt", "/healthz"]  # fmt: skip
     for path in paths:

@@ -1,18 +1,17 @@
 """The REST API: IoCs, lookups (cache or queue, never waiting), enrichment, alerts, actions.
 
 Writes need the bearer token from ``web.token``; when the app is reachable from
-other machines every endpoint does. Bodies over ``web.max_body_bytes`` are
-refused with 413 before they are read into memory.
+other machines every endpoint does (the checks are in ``security``). Bodies over
+``web.max_body_bytes`` are refused with 413 before they are read into memory.
 """
 
 from __future__ import annotations
 
-import hmac
 from datetime import date, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
@@ -30,6 +29,7 @@ from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
 from vtguardian.store.recent import recent_with_ioc
 from vtguardian.store.schema import actions, alerts, iocs, verdicts
+from vtguardian.web.security import Guard
 
 LEVELS = ("malicious", "suspicious", "harmless", "unknown", "pending")
 
@@ -50,39 +50,14 @@ def row_payload(row: Any) -> dict[str, Any]:
     return {k: _iso(v) for k, v in row._mapping.items()}
 
 
-def token_check(settings: Settings, public: bool):
-    """A dependency factory: ``write`` endpoints always need the token, reads when public."""
-    expected = settings.web.token.get_secret_value() if settings.web.token else None
-
-    def check(request: Request, write: bool) -> None:
-        if not write and not public:
-            return
-        if expected is None:
-            raise HTTPException(403, "writes are disabled until web.token is set")
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise HTTPException(
-                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
-            )
-
-    def read(request: Request) -> None:
-        check(request, write=False)
-
-    def write(request: Request) -> None:
-        check(request, write=True)
-
-    return read, write
-
-
-def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
-    read, write = token_check(settings, public)
-    router = APIRouter(prefix="/api/v1")
+def add_api_routes(app: FastAPI, settings: Settings, engine: Engine, write: Guard) -> None:
+    """The REST API on ``app`` itself, not an included router, so that its routes sit in
+    the app's one route table with the app's token check (see ``security``)."""
     classifier = Classifier.from_settings(settings)
     cache_use = CacheUse(engine, VIRUSTOTAL)
-    router.on_shutdown.append(cache_use.flush)
+    app.router.on_shutdown.append(cache_use.flush)
 
-    @router.get("/iocs", dependencies=[Depends(read)])
+    @app.get("/api/v1/iocs")
     def list_iocs(
         verdict: Annotated[
             str | None, Query(pattern="^(malicious|suspicious|harmless|unknown)$")
@@ -120,7 +95,7 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
             "offset": offset,
         }
 
-    @router.post("/lookup", dependencies=[Depends(write)])
+    @app.post("/api/v1/lookup", dependencies=[Depends(write)])
     def lookup(body: LookupRequest) -> dict[str, Any]:
         """The cached answer, or a place in the queue: this never waits on the quota."""
         now = utcnow()
@@ -178,7 +153,7 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
             results.append(entry)
         return {"results": results}
 
-    @router.post("/enrich", dependencies=[Depends(write)])
+    @app.post("/api/v1/enrich", dependencies=[Depends(write)])
     async def enrich(request: Request) -> Response:
         """JSON (one event or a list) or NDJSON events in; the same, enriched, out."""
         body = await request.body()
@@ -201,13 +176,11 @@ def api_router(settings: Settings, engine: Engine, public: bool) -> APIRouter:
             orjson.dumps(enriched[0] if single else enriched), media_type="application/json"
         )
 
-    @router.get("/alerts", dependencies=[Depends(read)])
+    @app.get("/api/v1/alerts")
     def list_alerts(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         return {"items": [alert_payload(row) for row in recent_with_ioc(engine, alerts, limit)]}
 
-    @router.get("/actions", dependencies=[Depends(read)])
+    @app.get("/api/v1/actions")
     def list_actions(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         rows = recent_with_ioc(engine, actions, limit)
         return {"items": [row_payload(row) for row in rows]}
-
-    return router

@@ -1,20 +1,24 @@
 """The built-in page and its JSON API (FastAPI), on SQLite or MariaDB.
 
-The page needs nothing from the internet: its only script library, plotly.js,
-is served from the plotly package installed with vtguardian.
+Nothing here comes from the internet: the page's script library, plotly.js, is
+served from the plotly package, and the API's Swagger UI from fastapi-offline.
+Who may ask for what is decided in ``security``, for every route at once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, select
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,12 +31,21 @@ from vtguardian.quota import QuotaScheduler
 from vtguardian.store.engine import make_engine
 from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.schema import actions, clients, reports, sightings, verdicts
-from vtguardian.web.api import api_router, row_payload, token_check
+from vtguardian.web.api import add_api_routes, row_payload
 from vtguardian.web.metrics import render_metrics
 from vtguardian.web.panel_data import panel_data
+from vtguardian.web.security import (
+    PAGE_PATH,
+    SecurityHeaders,
+    allowed_hosts,
+    policy_with_inline_scripts,
+    session_redirect,
+    token_check,
+)
 
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 TYPES = ["domain", "ip", "url", "file"]
+OPENAPI_PATH = "/openapi.json"
 
 
 def plotly_path() -> Path:
@@ -41,37 +54,65 @@ def plotly_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+def _swagger_ui_path() -> Path:
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def _here() -> Path:
+    return Path(__file__).parent
+
+
+JAVASCRIPT = "application/javascript"
+#: The files the page and the API docs load, by name: a fixed set, so no path from a
+#: request ever reaches the filesystem.
+ASSETS: dict[str, tuple[str, Callable[[], Path]]] = {
+    "plotly.min.js": (JAVASCRIPT, plotly_path),
+    "page.js": (JAVASCRIPT, lambda: _here() / "page.js"),
+    "page.css": ("text/css", lambda: _here() / "page.css"),
+    "swagger-ui-bundle.js": (JAVASCRIPT, lambda: _swagger_ui_path() / "swagger-ui-bundle.js"),
+    "swagger-ui.css": ("text/css", lambda: _swagger_ui_path() / "swagger-ui.css"),
+    "favicon.png": ("image/png", lambda: _swagger_ui_path() / "favicon.png"),
+}
+
+
 def _interval(seconds: int) -> str:
     return "5m" if seconds <= 3600 else "1h" if seconds <= 3 * 86400 else "6h"
 
 
-def is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 def create_app(settings: Settings, engine: Engine | None = None, public: bool = False) -> FastAPI:
-    """The page, the API, the feeds and /metrics; ``public`` when reachable from other hosts."""
+    """The page, the API, the feeds and /metrics; ``public`` when reachable from other hosts.
+
+    The token check is a dependency of the app itself, so every route, present or
+    added later, has it; the Host check and the security headers wrap every answer.
+    """
     engine = engine or make_engine(settings.database.url)
-    app = FastAPI(title="vtguardian", version="0.1.0", docs_url="/api/docs")
+    read, write = token_check(settings, public)
+    app = FastAPI(
+        title="vtguardian",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served below, behind the token like everything else
+        dependencies=[Depends(read)],
+    )
+    # The last added runs first: headers on every answer, then the Host check.
     app.add_middleware(BodyLimit, limit=settings.web.max_body_bytes)
-    read, _write = token_check(settings, public)
-    app.include_router(api_router(settings, engine, public))
+    app.add_middleware(
+        TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings.web), www_redirect=False
+    )
+    app.add_middleware(SecurityHeaders)
+    add_api_routes(app, settings, engine, write)
+    _add_page_routes(app, settings)
+    _add_docs_routes(app)
     quota = QuotaScheduler(engine, budget_from(settings))
 
-    @app.get("/metrics", dependencies=[Depends(read)], include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(render_metrics(engine, quota), media_type=CONTENT_TYPE_LATEST)
 
-    page = resources.files("vtguardian.web").joinpath("page.html").read_text()
     classifier = Classifier.from_settings(settings)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        return page
-
-    @app.get("/static/plotly.min.js", include_in_schema=False)
-    def plotly_js() -> FileResponse:
-        return FileResponse(plotly_path(), media_type="application/javascript")
 
     @app.get("/feeds/{name}", response_class=PlainTextResponse)
     def feed(name: str) -> PlainTextResponse:
@@ -83,6 +124,7 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
+        """Whether the database answers; open without the token, for health checks."""
         with engine.connect() as connection:
             connection.execute(select(1))
         return {"status": "ok"}
@@ -174,6 +216,48 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
         }
 
     return app
+
+
+def _add_page_routes(app: FastAPI, settings: Settings) -> None:
+    """The page, and the files it and the docs load."""
+    page = resources.files("vtguardian.web").joinpath("page.html").read_text()
+
+    @app.get(PAGE_PATH, response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request, token: str | None = None) -> Response:
+        """Opened as ``/?token=...`` off loopback: the cookie, and back to ``/``."""
+        if token is not None:
+            return session_redirect(request, token, settings)
+        return HTMLResponse(page)
+
+    @app.get("/static/{asset}", include_in_schema=False)
+    def static_file(asset: str) -> FileResponse:
+        if asset not in ASSETS:
+            raise HTTPException(status_code=404, detail=f"no file {asset!r}")
+        media_type, path = ASSETS[asset]
+        return FileResponse(path(), media_type=media_type)
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    """The OpenAPI document and Swagger UI, both from the app itself: they work offline,
+    and Swagger UI's one inline script is allowed by its hash alone."""
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    docs = get_swagger_ui_html(
+        openapi_url=OPENAPI_PATH,
+        title="vtguardian API",
+        swagger_js_url="/static/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger-ui.css",
+        swagger_favicon_url="/static/favicon.png",
+        oauth2_redirect_url=None,
+    ).body.decode()
+    policy = policy_with_inline_scripts(docs)
+
+    @app.get("/api/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return HTMLResponse(docs, headers={"Content-Security-Policy": policy})
 
 
 class _TooLarge(Exception):
