@@ -203,3 +203,21 @@ def _get(url: str) -> dict | None:
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None
+
+
+def test_run_serves_on_an_ipv6_loopback_address(setup):
+    s = setup
+    port = int(s["url"].rsplit(":", 1)[1])
+    config = s["config"].read_text().replace("[web]\n", '[web]\nhost = "::1"\n')
+    s["config"].write_text(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VTGUARDIAN_")}
+    with open(s["log"], "w") as log:
+        process = subprocess.Popen(
+            [*VTGUARDIAN, "--config", str(s["config"]), "run"], env=env, stderr=log
+        )
+    try:
+        wait_for(lambda: _get(f"http://[::1]:{port}/healthz"), what="the page on ::1", timeout=60)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert f"http://[::1]:{port}/" in s["log"].read_text()

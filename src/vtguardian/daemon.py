@@ -143,7 +143,7 @@ class Daemon:
         import uvicorn
 
         from vtguardian.web.app import create_app
-        from vtguardian.web.security import is_loopback
+        from vtguardian.web.security import base_url, is_loopback
 
         web = self.settings.web
         public = not is_loopback(web.host)
@@ -156,12 +156,13 @@ class Daemon:
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         # Bound here, not by uvicorn: its bind error is a sys.exit that would leave the
         # followers running; ours is a plain error that stops everything cleanly.
+        family = socket.AF_INET6 if ":" in web.host else socket.AF_INET
         try:
-            listener = socket.create_server((web.host, web.port), reuse_port=False)
+            listener = socket.create_server((web.host, web.port), family=family, reuse_port=False)
         except OSError as exc:
             raise UserError(f"cannot serve on {web.host}:{web.port}: {exc.strerror}") from None
         serving = asyncio.create_task(server.serve(sockets=[listener]))
-        self.say(f"page and API on http://{web.host}:{web.port}/")
+        self.say(f"page and API on {base_url(web.host, web.port)}")
         await self.stop.wait()
         server.should_exit = True
         await serving
