@@ -7,7 +7,7 @@ batch, and :mod:`vtguardian.sources.commit` stores it in one transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -46,10 +46,18 @@ class BadInput:
 
 @dataclass
 class Totals:
-    """The ``--json`` summary of an ingest run."""
+    """The ``--json`` summary of an ingest run.
+
+    Only counters: nothing here grows with the file or the uptime of a follower.
+    """
 
     lines: int = 0
     events: int = 0
+    #: IoCs this run stored for the first time (new to the database). Distinct by
+    #: construction, since an IoC is new once, and counted batch by batch with
+    #: nothing kept in between: a set of every IoC of the run grew for the life
+    #: of a follower. An IoC already stored, by an earlier run or a lookup, is
+    #: not counted; on a fresh database this is every distinct IoC read.
     iocs: int = 0
     sightings: int = 0
     skipped_private: int = 0
@@ -57,17 +65,13 @@ class Totals:
     errors: int = 0
     #: files whose last line had no newline yet and was left for the next read
     held: int = 0
-    # Distinct IoCs of the whole run, so one seen in two batches counts once.
-    seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
 
     def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in self.__dict__.items() if k != "seen"}
+        return {item.name: getattr(self, item.name) for item in fields(self)}
 
     def add(self, other: Totals) -> None:
         for name, value in other.as_dict().items():
             setattr(self, name, getattr(self, name) + value)
-        self.seen |= other.seen
-        self.iocs = len(self.seen)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from vtguardian.clock import utcnow
 from vtguardian.intel import queue
@@ -19,7 +19,7 @@ from vtguardian.sources.batch import Batch, Totals
 from vtguardian.sources.prepare import IocKey, Prepared, prepare
 from vtguardian.store.engine import foreign_keys_unchecked, run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
-from vtguardian.store.schema import ids_alerts, ingest_errors
+from vtguardian.store.schema import ids_alerts, ingest_errors, iocs
 from vtguardian.store.sightings import write_sightings
 
 Checkpoint = Callable[[Connection], None]
@@ -45,11 +45,13 @@ def store(
     """Store a prepared batch and its checkpoint (source offset) atomically, then count it."""
     now = utcnow()
 
-    def work(connection: Connection) -> None:
+    def work(connection: Connection) -> int:
+        newest = _newest_ioc_id(connection)
         ioc_ids = ensure_iocs(connection, prepared.iocs)
         client_ids = ensure_clients(connection, prepared.clients)
         with foreign_keys_unchecked(connection):  # every id here was just upserted
             write_rows(connection, ioc_ids, client_ids)
+        return sum(1 for ioc_id in ioc_ids.values() if ioc_id > newest)
 
     def write_rows(
         connection: Connection, ioc_ids: dict[IocKey, int], client_ids: dict[str, int]
@@ -97,15 +99,23 @@ def store(
         if checkpoint is not None:
             checkpoint(connection)
 
-    run_in_transaction(engine, work)
+    added = run_in_transaction(engine, work)
     totals.lines += prepared.lines
     totals.events += prepared.events
-    totals.seen.update(prepared.iocs)
-    totals.iocs = len(totals.seen)
+    totals.iocs += added
     totals.sightings += prepared.hits
     totals.skipped_private += prepared.skipped
     totals.invalid += prepared.invalid
     totals.errors += len(prepared.errors)
+
+
+def _newest_ioc_id(connection: Connection) -> int:
+    """The largest IoC id before a batch is stored: the ids the batch gets above it
+    are the IoCs it added (SQLite and MariaDB both number new rows above every
+    existing one). Read in the batch's write transaction, so on SQLite no other
+    writer adds IoCs in between; on MariaDB, two writers adding one IoC at the
+    same moment may both count it."""
+    return int(connection.execute(select(func.max(iocs.c.id))).scalar() or 0)
 
 
 def _queue(

@@ -1,19 +1,25 @@
 """Reading log files line by line from a stored offset, like ``tail -F``.
 
 Handles what real log files do: a last line still being written (left for the
-next read), lines too long to be log lines (recorded and skipped), rotation by
-rename-and-create or by copytruncate (the unread tail of the old file is read
-from its rotated copy, then the new file from its start), and ``.1``/``.gz``
-rotated files, read once for backfill the first time a log is seen.
+next read), lines too long to be log lines (recorded and skipped), and rotation
+by rename-and-create or by copytruncate, however many times it happened while
+nothing was reading: the rotated generations (``x.1``, ``x.2.gz``, logrotate's
+dated ``x-20261204[.gz]``) are told apart by their first bytes and read oldest
+first, each finished before the next, then the live file. The first time a log
+is seen, all of its generations are read the same way (backfill).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import re
+import threading
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine
 
@@ -46,18 +52,80 @@ SEGMENT_BYTES_PER_LINE = 160
 SETTLE_SECONDS = 5.0
 
 
+_NUMBERED = re.compile(r"\.(\d+)(\.gz)?")
+# logrotate's dateext: -%Y%m%d by default, or a dateformat that starts with the year
+# or with %s, so that the names sort as the dates do.
+_DATED = re.compile(r"-(\d{4,}(?:[._-]\d+)*)(\.gz)?")
+
+
 def rotated_siblings(path: str) -> list[str]:
-    """``x.log.3.gz ... x.log.2.gz, x.log.1`` (oldest first): logrotate's names."""
-    found = []
-    for n in range(1, 10):
-        for candidate in (f"{path}.{n}", f"{path}.{n}.gz"):
-            if os.path.exists(candidate):
-                found.append(candidate)
-    return list(reversed(found))
+    """The rotated copies of ``path`` that can be read, oldest first: logrotate's
+    dated names (``x-20261204``, ``x-20261205.gz``, with ``dateext``), earliest date
+    first, then its numbered ones (``x.3.gz ... x.2.gz, x.1``), highest first. A
+    plain copy comes before a ``.gz`` of the same name, which may be half written."""
+    folder, name = os.path.split(path)
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        return []
+    ranked: list[tuple[int, Any, bool, str]] = []
+    for entry in entries:
+        if not entry.startswith(name):
+            continue
+        rest = entry[len(name) :]
+        if numbered := _NUMBERED.fullmatch(rest):
+            ranked.append((1, -int(numbered[1]), bool(numbered[2]), entry))
+        elif dated := _DATED.fullmatch(rest):
+            ranked.append((0, dated[1], bool(dated[2]), entry))
+    return [os.path.join(folder, entry) for *_rank, entry in sorted(ranked)]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One rotated copy of a log, known by its first bytes rather than its name,
+    which changes at every rotation."""
+
+    path: str
+    head: bytes
+
+    @property
+    def fingerprint(self) -> str | None:
+        return offsets.of_head(self.head)
+
+    def alike(self, other: bytes) -> bool:
+        """Whether a file starting with ``other`` is this generation: one of the two
+        may have grown since the other was copied, so the shorter start decides."""
+        if not other or not self.head:
+            return False
+        return self.head.startswith(other) or other.startswith(self.head)
+
+
+def generations(path: str, live_head: bytes) -> list[Generation]:
+    """The rotated generations of ``path`` with something to read, oldest first, each
+    once: a copy that starts like another is the same generation (``x.2`` while
+    ``x.2.gz`` is written), and one that starts like the live file is the live file
+    itself, copied by ``copytruncate`` and not truncated yet."""
+    found: list[Generation] = []
+    for sibling in rotated_siblings(path):
+        try:
+            with open_log(sibling) as handle:
+                first = offsets.head(handle)
+        except (OSError, EOFError):  # gone meanwhile, or a .gz still being written
+            continue
+        known = [*found, Generation(path, live_head)]
+        if first and not any(other.alike(first) for other in known):
+            found.append(Generation(sibling, first))
+    return found
 
 
 class FileReader:
-    """Ingests one log file (and its rotations) for one source."""
+    """Ingests one log file (and its rotations) for one source.
+
+    One stored offset per log, under the live file's name, says which generation
+    is being read (by its fingerprint) and how far: every older one is done, every
+    newer one is still to read. A restart, or a stop asked for by ``stop`` (a
+    one-off ingest's SIGTERM), resumes exactly there.
+    """
 
     def __init__(
         self,
@@ -70,6 +138,7 @@ class FileReader:
         on_progress: Callable[[int], None] | None = None,
         parallel_min_bytes: int = PARALLEL_MIN_BYTES,
         settle_seconds: float = SETTLE_SECONDS,
+        stop: threading.Event | None = None,
     ) -> None:
         self.engine = engine
         self.classifier = classifier
@@ -80,7 +149,12 @@ class FileReader:
         self.on_progress = on_progress
         self.parallel_min_bytes = parallel_min_bytes
         self.settle_seconds = settle_seconds
+        self.stop = stop
         self._reported = 0
+
+    def stopping(self) -> bool:
+        """Whether to stop after the batch just stored (its offset is stored with it)."""
+        return self.stop is not None and self.stop.is_set()
 
     def read(self, path: str, final: bool = True) -> None:
         """Read what is new in ``path``; ``final`` False leaves a partial last line.
@@ -90,55 +164,85 @@ class FileReader:
         not passed) and counted in ``Totals.held``, so the next read takes it whole.
         """
         stored = offsets.load(self.engine, self.source_key, path)
-        if stored is None:
-            for sibling in rotated_siblings(path):
-                self._backfill(sibling)
         try:
-            handle = open_log(path)
+            handle: BinaryIO | None = open_log(path)
         except FileNotFoundError:
-            return
-        with handle:
-            current = offsets.fingerprint(handle)
-            if stored is not None and stored.fingerprint and current != stored.fingerprint:
-                if offsets.same_file(handle, stored.fingerprint):
-                    pass  # the same file, grown past its first fingerprint
-                else:
-                    self._finish_rotated(path, stored)
-                    stored = Offset()
-            start = stored or Offset()
-            size = os.fstat(handle.fileno()).st_size if not path.endswith(".gz") else None
-            if size is not None and start.position > size:  # truncated in place
-                start = Offset()
-            complete = final and (size is None or self._settled(handle))
-            end = self._consume(handle, path, path, start, complete)
-            if final and not complete and size is not None and end < size:
-                self.totals.held += 1
+            handle = None  # rotated away and not created again yet
+        with handle if handle is not None else contextlib.nullcontext():
+            live_head = offsets.head(handle) if handle is not None else b""
+            if stored is None or not _continues(live_head, stored, handle is not None):
+                if not self._catch_up(path, stored, live_head):
+                    return
+                stored = None
+            if handle is not None:
+                self._read_live(handle, path, stored or Offset(), live_head, final)
+
+    def _read_live(
+        self, handle: BinaryIO, path: str, start: Offset, live_head: bytes, final: bool
+    ) -> None:
+        size = os.fstat(handle.fileno()).st_size if not path.endswith(".gz") else None
+        if size is not None and start.position > size:  # truncated in place
+            start = Offset()
+        complete = final and (size is None or self._settled(handle))
+        end = self._consume(handle, path, path, start, complete, offsets.of_head(live_head))
+        if final and not complete and size is not None and end < size and not self.stopping():
+            self.totals.held += 1
 
     def _settled(self, handle: BinaryIO) -> bool:
         """Whether the file has not been written to for ``settle_seconds``."""
         return time.time() - os.fstat(handle.fileno()).st_mtime >= self.settle_seconds
 
-    def _backfill(self, sibling: str) -> None:
-        if offsets.load(self.engine, self.source_key, sibling) is not None:
-            return
-        with open_log(sibling) as handle:
-            self._consume(handle, sibling, sibling, Offset(), final=True)
+    def _catch_up(self, path: str, stored: Offset | None, live_head: bytes) -> bool:
+        """Read the rotated generations of ``path`` not read yet, oldest first, each to
+        its end before the next; False when asked to stop meanwhile.
 
-    def _finish_rotated(self, path: str, stored: Offset) -> None:
-        """The file we were reading was rotated: read the rest of it from its copy."""
-        for sibling in [f"{path}.1", f"{path}.1.gz", *rotated_siblings(path)]:
-            if not os.path.exists(sibling):
-                continue
-            with open_log(sibling) as handle:
-                if offsets.same_file(handle, stored.fingerprint):
-                    self._consume(handle, sibling, path, stored, final=True)
-                    return
+        ``stored`` is where the live file's offset stood, in a generation rotated
+        away since: the rest of it is read, then every generation newer than it.
+        With no offset yet (a log seen for the first time) every generation is
+        read. If the generation is found nowhere (deleted before it was finished),
+        nothing tells the newer generations from the older ones: none is read, and
+        the live file is read from its start.
+        """
+        found = generations(path, live_head)
+        if stored is not None:
+            matching = [
+                n for n, g in enumerate(found) if offsets.starts_like(g.head, stored.fingerprint)
+            ]
+            if not matching:
+                return True
+            found = found[matching[-1] :]
+        for n, generation in enumerate(found):
+            if stored is None:
+                start = self._read_alone(generation)
+            else:
+                start = stored if n == 0 else Offset()
+            with contextlib.suppress(FileNotFoundError), open_log(generation.path) as handle:
+                self._consume(handle, generation.path, path, start, True, generation.fingerprint)
+            if self.stopping():
+                return False
+        return True
+
+    def _read_alone(self, generation: Generation) -> Offset:
+        """Where a generation was read to under its own name (``vtguardian ingest``
+        given that file, or the backfill of earlier versions, which kept an offset per
+        rotated file): only the rest of it is read."""
+        own = offsets.load(self.engine, self.source_key, generation.path)
+        if own is not None and offsets.starts_like(generation.head, own.fingerprint):
+            return own
+        return Offset()
 
     def _consume(
-        self, handle: BinaryIO, path: str, key_path: str, start: Offset, final: bool
+        self,
+        handle: BinaryIO,
+        path: str,
+        key_path: str,
+        start: Offset,
+        final: bool,
+        fingerprint: str | None,
     ) -> int:
-        """Parse from ``start`` and store batch by batch, each with its checkpoint;
-        the position read up to.
+        """Parse from ``start`` and store batch by batch, each with its checkpoint
+        (``fingerprint``, taken once, says which file it is in); the position read
+        up to. Stops after the batch being stored when asked to.
 
         A large one-off read is parsed and prepared in worker processes while this
         one stores (see :mod:`vtguardian.sources.workers`); the checkpoints are
@@ -166,15 +270,19 @@ class FileReader:
                 self.classifier,
             )
         stored = start.position
-        for prepared, position, state in without_gc_pauses(ready):
-            if prepared.lines or position != stored:
-                self._store(prepared, handle, key_path, Offset(position, None, state))
-                stored = position
-            del prepared  # freed before the next batch is made (see prepared_batches)
+        batches = without_gc_pauses(ready)
+        # Closed at once when stopping early: the workers are ended, not left parsing.
+        with contextlib.closing(ready), contextlib.closing(batches):
+            for prepared, position, state in batches:
+                if prepared.lines or position != stored:
+                    self._store(prepared, handle, key_path, Offset(position, fingerprint, state))
+                    stored = position
+                del prepared  # freed before the next batch is made (see prepared_batches)
+                if self.stopping():
+                    break
         return stored
 
     def _store(self, prepared: Prepared, handle: BinaryIO, key_path: str, offset: Offset) -> None:
-        offset.fingerprint = offsets.fingerprint(handle)
         inode = _inode(handle)
 
         def checkpoint(connection: Connection) -> None:
@@ -184,6 +292,14 @@ class FileReader:
         if self.on_progress is not None:
             self.on_progress(max(0, offset.position - self._reported))
         self._reported = offset.position
+
+
+def _continues(live_head: bytes, stored: Offset, live: bool) -> bool:
+    """Whether the stored offset is in the live file (not in a generation rotated
+    away since); an offset stored without a fingerprint cannot tell, and is."""
+    if stored.fingerprint is None:
+        return live
+    return offsets.starts_like(live_head, stored.fingerprint)
 
 
 def _size(handle: BinaryIO) -> int:
@@ -200,4 +316,4 @@ def _inode(handle: BinaryIO) -> int | None:
         return None
 
 
-__all__ = ["FileReader", "ParseError", "rotated_siblings"]
+__all__ = ["FileReader", "Generation", "ParseError", "generations", "rotated_siblings"]

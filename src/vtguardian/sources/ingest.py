@@ -103,6 +103,8 @@ def ingest_configured(
                 thread.join(0.5)
     else:
         for job in jobs:
+            if not follow and stop.is_set():  # a one-off ingest asked to stop (SIGTERM)
+                break
             one(job)
     if errors:
         raise errors[0]
@@ -128,7 +130,12 @@ def ingest_paths(
     patience: float = 600.0,
 ) -> Totals:
     """Ingest every path once, or keep following them until ``stop`` is set; wait up
-    to ``patience`` seconds for a database that went away."""
+    to ``patience`` seconds for a database that went away.
+
+    A one-off ingest stops at ``stop`` too, after the batch it is storing, whose
+    offset is stored with it: the next ingest resumes exactly there. A follower
+    reads what was written since its last poll before it stops.
+    """
     totals = Totals()
     for path in paths:
         if not follow and not os.path.exists(path):
@@ -154,9 +161,12 @@ def ingest_paths(
         **({"batch_lines": batch_lines} if batch_lines else {}),
         **({"parallel_min_bytes": parallel_min_bytes} if parallel_min_bytes is not None else {}),
         on_progress=on_progress,
+        stop=None if follow else stop,
     )
     while True:
         for path in paths:
+            if reader.stopping():
+                break
             _surviving_restarts(engine, patience, lambda p=path: reader.read(p, final=not follow))
         if not follow:
             return totals

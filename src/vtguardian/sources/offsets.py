@@ -29,23 +29,39 @@ class Offset:
     last_id: int | None = None
 
 
-def fingerprint(handle: BinaryIO, length: int = FINGERPRINT_BYTES) -> str | None:
-    """``<n>:<sha256 of the first n bytes>``; None for an empty file."""
+def head(handle: BinaryIO, length: int = FINGERPRINT_BYTES) -> bytes:
+    """The first ``length`` bytes of a file, its position left where it was.
+
+    Taken once per file read, never per batch: on a ``.gz`` the seek back to the
+    start decompresses the stream again from its first byte, so a fingerprint
+    taken for every batch made reading a large rotated ``.gz`` quadratic.
+    """
     where = handle.tell()
     handle.seek(0)
-    head = handle.read(length)
+    first = handle.read(length)
     handle.seek(where)
-    if not head:
+    return first
+
+
+def of_head(first: bytes) -> str | None:
+    """``<n>:<sha256 of the first n bytes>``; None for an empty file."""
+    if not first:
         return None
-    return f"{len(head)}:{hashlib.sha256(head).hexdigest()}"
+    return f"{len(first)}:{hashlib.sha256(first).hexdigest()}"
 
 
-def same_file(handle: BinaryIO, stored: str | None) -> bool:
-    """Whether the file starts with the bytes a stored fingerprint was taken from."""
+def fingerprint(handle: BinaryIO, length: int = FINGERPRINT_BYTES) -> str | None:
+    """``<n>:<sha256 of the first n bytes>``; None for an empty file."""
+    return of_head(head(handle, length))
+
+
+def starts_like(first: bytes, stored: str | None) -> bool:
+    """Whether a file whose first bytes are ``first`` is the one ``stored`` was taken
+    from: the fingerprint of a file that has grown since covers fewer bytes."""
     if stored is None:
         return False
     length = int(stored.split(":", 1)[0])
-    return fingerprint(handle, length) == stored
+    return len(first) >= length and of_head(first[:length]) == stored
 
 
 def _digest(source: str, path: str) -> str:
