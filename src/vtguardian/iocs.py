@@ -213,7 +213,7 @@ _split_private = lru_cache(maxsize=4096)(
 
 # A URL's host is split three times as it is classified (local? public suffix? eTLD+1),
 # and many URLs share a host: each host is split once.
-_split = lru_cache(maxsize=65_536)(_EXTRACT.__call__)
+_split = lru_cache(maxsize=16_384)(_EXTRACT.__call__)
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -310,7 +310,7 @@ class Classifier:
         own_networks: Iterable[str] = (),
         allow_domains: Iterable[str] = (),
         allow_networks: Iterable[str] = (),
-        cache_size: int = 65_536,
+        cache_size: int = 16_384,
     ) -> None:
         self.local_suffixes = _domain_set(local_suffixes, "privacy.local_suffixes")
         self.own_domains = _domain_set(own_domains, "privacy.own_domains")

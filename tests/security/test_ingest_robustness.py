@@ -267,3 +267,23 @@ def test_a_one_off_ingest_stops_on_sigterm_and_resumes_exactly(db_url, tmp_path,
     assert first["lines"] + json.loads(rest.stdout)["lines"] == LINES + LINES // 997 + 1
     assert stored_state(engine) == expected
     engine.dispose()
+
+
+def test_a_batch_of_all_different_values_ends_at_the_key_limit(tmp_path):
+    """A file whose every line is a new IoC (a scan, a hostile client) holds at most
+    about MAX_BATCH_KEYS of them in memory at once, whatever the batch's line count."""
+    from vtguardian.sources.lines import MAX_BATCH_KEYS, parse_batches
+    from vtguardian.sources.plain import PlainParser
+
+    path = tmp_path / "iocs.txt"
+    path.write_text("".join(f"host{n}.example.com\n" for n in range(2 * MAX_BATCH_KEYS + 5000)))
+    with open(path, "rb") as handle:
+        sizes = [
+            (batch.lines, len(batch.counts))
+            for batch, _position, _state in parse_batches(
+                handle, str(path), PlainParser(), 0, True, batch_lines=1_000_000
+            )
+        ]
+    assert len(sizes) >= 3
+    assert all(keys <= MAX_BATCH_KEYS + 10_000 for _lines, keys in sizes)
+    assert sum(lines for lines, _keys in sizes) == 2 * MAX_BATCH_KEYS + 5000

@@ -19,6 +19,11 @@ from vtguardian.sources.base import LineParser, ParseError
 from vtguardian.sources.batch import Batch
 
 MAX_LINE = 1 << 20
+# A batch also ends once it counts this many (IoC, client, hour) keys. A busy real log
+# repeats itself (400,000 lines of the ingest benchmark hold about 21,000 keys), but a
+# file of values that are all different (a scan, a hostile client) would otherwise
+# hold a whole batch of lines as distinct IoCs, at about 4 KB each until stored.
+MAX_BATCH_KEYS = 30_000
 # A chunk's lines are freed together once parsed. Up to about this size their memory
 # stays within the one empty arena Python's small-object allocator keeps; larger
 # chunks return arenas to the system and fault them back in for the next chunk
@@ -101,7 +106,7 @@ def parse_batches(
                         feed(line, batch)
                     except ParseError as exc:
                         batch.bad(path, line_start, str(exc), line)
-            if batch.lines >= batch_lines:
+            if batch.lines >= batch_lines or len(batch.counts) >= MAX_BATCH_KEYS:
                 yield batch, position, parser.state()
                 batch = Batch(parser.source)
         if index < len(lines):
