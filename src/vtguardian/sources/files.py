@@ -183,13 +183,16 @@ class FileReader:
         size = os.fstat(handle.fileno()).st_size if not path.endswith(".gz") else None
         if size is not None and start.position > size:  # truncated in place
             start = Offset()
-        complete = final and (size is None or self._settled(handle))
+        complete = final and (size is None or self._settled(handle, size))
         end = self._consume(handle, path, path, start, complete, offsets.of_head(live_head))
         if final and not complete and size is not None and end < size and not self.stopping():
             self.totals.held += 1
 
-    def _settled(self, handle: BinaryIO) -> bool:
-        """Whether the file has not been written to for ``settle_seconds``."""
+    def _settled(self, handle: BinaryIO, size: int) -> bool:
+        """Whether the file's last line is whole: it ends with a newline, or the file
+        has not been written to for ``settle_seconds``."""
+        if size == 0 or _last_byte(handle, size) == b"\n":
+            return True
         return time.time() - os.fstat(handle.fileno()).st_mtime >= self.settle_seconds
 
     def _catch_up(self, path: str, stored: Offset | None, live_head: bytes) -> bool:
@@ -300,6 +303,14 @@ def _continues(live_head: bytes, stored: Offset, live: bool) -> bool:
     if stored.fingerprint is None:
         return live
     return offsets.starts_like(live_head, stored.fingerprint)
+
+
+def _last_byte(handle: BinaryIO, size: int) -> bytes:
+    where = handle.tell()
+    handle.seek(size - 1)
+    last = handle.read(1)
+    handle.seek(where)
+    return last
 
 
 def _size(handle: BinaryIO) -> int:
