@@ -147,8 +147,9 @@ def phase_bare(path: str) -> dict:
 
 
 def phase_ingest(path: str, url: str) -> dict:
+    from vtguardian.config import FollowedSource
+    from vtguardian.ingest.run import ingest
     from vtguardian.iocs import Classifier
-    from vtguardian.sources.ingest import ingest_paths
     from vtguardian.store import migrate
     from vtguardian.store.engine import make_engine
 
@@ -157,7 +158,7 @@ def phase_ingest(path: str, url: str) -> dict:
     self_before, children_before = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
     server_before = _server_cpu(url)
     started = time.perf_counter()
-    totals = ingest_paths(engine, Classifier(), "suricata", [path])
+    totals = ingest(engine, Classifier(), [FollowedSource(source="suricata", path=path)])
     seconds = time.perf_counter() - started
     server_after = _server_cpu(url)
     return {

@@ -8,17 +8,43 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from vtguardian.clock import as_naive_utc
+from vtguardian.config import FollowedSource
+from vtguardian.ingest.options import IngestOptions
+from vtguardian.ingest.run import ingest as run_ingest
+from vtguardian.ingest.totals import Totals
 from vtguardian.iocs import Classifier
-from vtguardian.sources.batch import Totals
-from vtguardian.sources.ingest import ingest_paths
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
-def ingest(engine: Engine, source: str, *paths, **options) -> Totals:
-    return ingest_paths(engine, Classifier(), source, [str(p) for p in paths], **options)
+def ingest(
+    engine: Engine,
+    source: str,
+    *paths,
+    fields=(),
+    flows: bool = False,
+    classifier: Classifier | None = None,
+    follow: bool = False,
+    stop=None,
+    on_progress=None,
+    **options,
+) -> Totals:
+    """``vtguardian ingest --source SOURCE PATH...`` in this process; ``options`` are
+    :class:`IngestOptions` fields (``batch_lines=1000``)."""
+    sources = [
+        FollowedSource(source=source, path=str(p), fields=list(fields), flows=flows) for p in paths
+    ]
+    return run_ingest(
+        engine,
+        classifier or Classifier(),
+        sources,
+        IngestOptions(**options),
+        follow=follow,
+        stop=stop,
+        on_progress=on_progress,
+    )
 
 
 def stored_hits(engine: Engine) -> Counter:

@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from vtguardian.sources.gc_pause import without_gc_pauses
+from vtguardian.ingest.gc_pause import without_gc_pauses
 
 
 class _Node:

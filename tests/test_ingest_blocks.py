@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 
 from helpers import TEST_DATA
 from vtguardian.errors import InvalidInput
+from vtguardian.ingest.lines import MAX_LINE, LineStarts, no_long_lines, parse_batches
+from vtguardian.ingest.offsets import Offset
+from vtguardian.ingest.parallel import BACKLOG_THREAD, prepared_in_workers, segment_bounds
+from vtguardian.ingest.prepare import prepare
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import ParseError
 from vtguardian.sources.batch import Batch
-from vtguardian.sources.lines import MAX_LINE, LineStarts, no_long_lines, parse_batches
-from vtguardian.sources.offsets import Offset
-from vtguardian.sources.prepare import prepare
 from vtguardian.sources.suricata import SuricataParser
-from vtguardian.sources.workers import BACKLOG_THREAD, prepared_in_workers, segment_bounds
 
 REAL_EVENTS = [
     line

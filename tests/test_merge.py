@@ -16,11 +16,11 @@ from sqlalchemy import Engine, text
 
 from helpers import TEST_DATA
 from vtguardian.clock import as_naive_utc
+from vtguardian.ingest.lines import parse_batches
+from vtguardian.ingest.prepare import Prepared, merge, prepare
+from vtguardian.ingest.totals import Totals
+from vtguardian.ingest.writer import store
 from vtguardian.iocs import Classifier
-from vtguardian.sources.batch import Totals
-from vtguardian.sources.commit import store
-from vtguardian.sources.lines import parse_batches
-from vtguardian.sources.prepare import Prepared, merge, prepare
 from vtguardian.sources.suricata import SuricataParser
 from vtguardian.store.schema import CLIENT_WORD_BITS, metadata
 

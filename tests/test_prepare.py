@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vtguardian.ingest.prepare import prepare, prepared_batches
 from vtguardian.iocs import Classifier
 from vtguardian.sources.batch import Batch
-from vtguardian.sources.prepare import prepare, prepared_batches
 
 NAMES = ["example.com", "Example.COM.", "www.example.org", "WWW.example.org", "printer.local"]
 CLIENTS = ["192.168.1.10", "192.168.1.11", "10.0.0.7"]

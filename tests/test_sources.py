@@ -25,7 +25,7 @@ from vtguardian.clock import as_naive_utc
 from vtguardian.intel.queue import TIER_ALERT
 from vtguardian.sources.base import ParseError
 from vtguardian.sources.batch import Batch
-from vtguardian.sources.ingest import parser_factory
+from vtguardian.sources.registry import parser_factory
 from vtguardian.sources.suricata import SuricataParser
 
 LOCAL_SUFFIXES = (".local", ".lan", ".arpa", ".internal", ".home")

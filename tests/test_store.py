@@ -11,10 +11,11 @@ from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from helpers import run_cli
+from vtguardian.ingest.prepare import prepare
+from vtguardian.ingest.totals import Totals
+from vtguardian.ingest.writer import store
 from vtguardian.iocs import Classifier
-from vtguardian.sources.batch import Batch, Totals
-from vtguardian.sources.commit import store
-from vtguardian.sources.prepare import prepare
+from vtguardian.sources.batch import Batch
 from vtguardian.store import migrate
 from vtguardian.store.engine import (
     foreign_keys_unchecked,

@@ -844,9 +844,9 @@ def ingest(
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vtguardian.config import FollowedSource
+    from vtguardian.config import SOURCES, FollowedSource
+    from vtguardian.ingest.run import IngestOptions, ingest
     from vtguardian.iocs import Classifier
-    from vtguardian.sources.ingest import SOURCES, ingest_configured
 
     settings = _state(ctx).settings
     if paths:
@@ -875,17 +875,14 @@ def ingest(
     with Progress(*columns, console=err, disable=as_json or follow) as progress:
         task = progress.add_task("ingesting", total=total)
         try:
-            totals = ingest_configured(
+            totals = ingest(
                 engine,
                 classifier,
                 jobs,
+                IngestOptions.from_settings(settings),
                 follow=follow,
                 stop=stop,
-                batch_lines=settings.ingest.batch_lines,
-                poll_seconds=settings.ingest.poll_seconds,
-                parallel_min_bytes=int(settings.ingest.parallel_min_mb * (1 << 20)),
                 on_progress=lambda done: progress.advance(task, done),
-                patience=settings.database.reconnect_seconds,
             )
         except KeyboardInterrupt:
             raise UserError("interrupted; everything read so far is stored") from None

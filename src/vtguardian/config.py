@@ -141,7 +141,13 @@ class QueueSettings(_Section):
     retry_base_seconds: NonNegativeFloat = 30.0
 
 
+#: The telemetry vtguardian reads (``--source``, ``[[ingest.sources]]``).
+SOURCES = ("pihole-ftl", "pihole-log", "dnsmasq", "suricata", "zeek", "ecs", "plain")
+
+
 class FollowedSource(_Section):
+    """One file (or Pi-hole database) to read, as which source, with its options."""
+
     source: str
     path: str
     fields: list[str] = Field(default_factory=list)
@@ -150,9 +156,8 @@ class FollowedSource(_Section):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        known = ("pihole-ftl", "pihole-log", "dnsmasq", "suricata", "zeek", "ecs", "plain")
-        if value not in known:
-            raise ValueError(f"unknown source {value!r}; choose one of {', '.join(known)}")
+        if value not in SOURCES:
+            raise ValueError(f"unknown source {value!r}; choose one of {', '.join(SOURCES)}")
         return value
 
 

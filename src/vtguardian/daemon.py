@@ -22,9 +22,9 @@ from sqlalchemy import Engine
 
 from vtguardian.config import Settings
 from vtguardian.errors import UserError
+from vtguardian.ingest.run import IngestOptions, ingest
+from vtguardian.ingest.totals import Totals
 from vtguardian.iocs import Classifier
-from vtguardian.sources.batch import Totals
-from vtguardian.sources.ingest import ingest_configured
 
 log = logging.getLogger("vtguardian.run")
 
@@ -93,17 +93,14 @@ class Daemon:
             self.request_stop()
 
     async def _follow(self) -> None:
-        ingest = self.settings.ingest
         totals = await asyncio.to_thread(
-            ingest_configured,
+            ingest,
             self.engine,
             Classifier.from_settings(self.settings),
-            list(ingest.sources),
+            list(self.settings.ingest.sources),
+            IngestOptions.from_settings(self.settings),
             follow=True,
             stop=self.follow_stop,
-            batch_lines=ingest.batch_lines,
-            poll_seconds=ingest.poll_seconds,
-            patience=self.settings.database.reconnect_seconds,
         )
         self.report.ingested = totals
 

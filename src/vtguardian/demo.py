@@ -24,11 +24,11 @@ import orjson
 from sqlalchemy import Engine, text
 
 from vtguardian.actions.pihole import sync_gravity
-from vtguardian.config import settings_from_values
+from vtguardian.config import FollowedSource, settings_from_values
+from vtguardian.ingest.run import ingest
+from vtguardian.ingest.totals import Totals
 from vtguardian.intel.lookup import LookupService, WorkerReport
 from vtguardian.iocs import Classifier
-from vtguardian.sources.batch import Totals
-from vtguardian.sources.ingest import ingest_paths
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 from vtguardian.testing.vt_content import load_seed_file
@@ -215,8 +215,14 @@ def run_demo(
     now = datetime.now(UTC)
     pihole, eve = write_household(folder, now)
     classifier = Classifier()
-    totals = ingest_paths(engine, classifier, "pihole-log", [str(pihole)])
-    totals.add(ingest_paths(engine, classifier, "suricata", [str(eve)]))
+    totals = ingest(
+        engine,
+        classifier,
+        [
+            FollowedSource(source="pihole-log", path=str(pihole)),
+            FollowedSource(source="suricata", path=str(eve)),
+        ],
+    )
     with _virustotal(real_key) as (virustotal, emulator):
         settings = settings_from_values(
             database={"url": f"sqlite:///{database}"}, virustotal=virustotal

@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import TEST_DATA
+from vtguardian.ingest.totals import Totals
+from vtguardian.ingest.writer import flush
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import ParseError
-from vtguardian.sources.batch import Batch, Totals
-from vtguardian.sources.commit import flush
-from vtguardian.sources.ingest import parser_factory
+from vtguardian.sources.batch import Batch
+from vtguardian.sources.registry import parser_factory
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from sqlalchemy import inspect, text
 
 from helpers import run_cli, settings_for
+from sources_helpers import ingest
 from vtguardian.intel.lookup import LookupService
 from vtguardian.iocs import Classifier
-from vtguardian.sources.ingest import ingest_paths
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 from vtguardian.web.app import create_app
@@ -64,7 +64,7 @@ def test_nothing_private_local_or_allowlisted_ever_reaches_virustotal(
         allowlist={"domains": ["mybank.com"]},
     )
     vt_emulator.emulator.reset()
-    ingest_paths(engine, Classifier.from_settings(settings_), "pihole-log", [str(log)])
+    ingest(engine, "pihole-log", log, classifier=Classifier.from_settings(settings_))
     asyncio.run(LookupService(settings_, engine).run_worker(once=True))
     sent = {value for _kind, value in vt_emulator.emulator.looked_up()}
     engine.dispose()

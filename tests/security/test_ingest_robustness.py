@@ -25,9 +25,8 @@ from sqlalchemy import Engine, text
 from helpers import VTGUARDIAN, run_cli
 from sources_helpers import ingest, reference_state, stored_hits, stored_state
 from test_ingest_crash import LINES, _position, _write_eve
+from vtguardian.ingest import offsets
 from vtguardian.iocs import Classifier
-from vtguardian.sources import offsets
-from vtguardian.sources.ingest import ingest_paths
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 
@@ -180,11 +179,11 @@ def test_memory_kept_across_batches_does_not_grow_with_distinct_iocs(engine, tmp
     path = tmp_path / "list.txt"
     path.write_text("".join(f"23.{n >> 16}.{(n >> 8) & 255}.{n & 255}\n" for n in range(distinct)))
     alive: list[int] = []
-    totals = ingest_paths(
+    totals = ingest(
         engine,
-        Classifier(cache_size=64),
         "plain",
-        [str(path)],
+        path,
+        classifier=Classifier(cache_size=64),
         batch_lines=1_000,
         on_progress=lambda _done: alive.append(sys.getallocatedblocks()),
     )
@@ -272,7 +271,7 @@ def test_a_one_off_ingest_stops_on_sigterm_and_resumes_exactly(db_url, tmp_path,
 def test_a_batch_of_all_different_values_ends_at_the_key_limit(tmp_path):
     """A file whose every line is a new IoC (a scan, a hostile client) holds at most
     about MAX_BATCH_KEYS of them in memory at once, whatever the batch's line count."""
-    from vtguardian.sources.lines import MAX_BATCH_KEYS, parse_batches
+    from vtguardian.ingest.lines import MAX_BATCH_KEYS, parse_batches
     from vtguardian.sources.plain import PlainParser
 
     path = tmp_path / "iocs.txt"

@@ -14,9 +14,9 @@ import asyncio
 import pytest
 
 from helpers import settings_for
+from sources_helpers import ingest
 from vtguardian.intel.lookup import LookupService
 from vtguardian.iocs import Classifier
-from vtguardian.sources.ingest import ingest_paths
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 
@@ -68,7 +68,7 @@ def test_none_of_them_reaches_virustotal(tmp_path, vt_emulator):
     listing.write_text("".join(f"{value}\n" for value in HIDDEN + PUBLIC))
     settings = settings_for(url, vt_emulator.url, privacy={"own_networks": ["203.0.113.7/32"]})
     vt_emulator.emulator.reset()
-    ingest_paths(engine, Classifier.from_settings(settings), "plain", [str(listing)])
+    ingest(engine, "plain", listing, classifier=Classifier.from_settings(settings))
     asyncio.run(LookupService(settings, engine).run_worker(once=True))
     sent = {value for _kind, value in vt_emulator.emulator.looked_up()}
     engine.dispose()

@@ -12,11 +12,11 @@ import asyncio
 import sqlite3
 
 from helpers import gravity_db, run_cli, settings_for
+from sources_helpers import ingest
 from vtguardian.actions.feeds import blocklist, domains_txt, rpz_zone
 from vtguardian.actions.pihole import sync_gravity
 from vtguardian.intel.lookup import LookupService
 from vtguardian.iocs import Classifier
-from vtguardian.sources.ingest import ingest_paths
 
 SUFFIXES = ["duckdns.org", "co.uk", "github.io"]
 UNDER = ["evil-c2.duckdns.org", "phish.co.uk", "malware.github.io"]
@@ -34,7 +34,7 @@ def test_feeds_and_pihole_never_block_a_public_suffix(engine, db_url, vt_emulato
         db_url, vt_emulator.url, pihole={"gravity_db": str(gravity), "reload_command": ""}
     )
     classifier = Classifier.from_settings(settings)
-    ingest_paths(engine, classifier, "plain", [str(listing)])
+    ingest(engine, "plain", listing, classifier=classifier)
     asyncio.run(LookupService(settings, engine).run_worker(once=True))
 
     listed = blocklist(engine, classifier)

@@ -1,13 +1,13 @@
 """In-memory aggregation of observations, on the parsers' hot path.
 
 Parsers call :meth:`Batch.see` with raw strings; nothing is normalised or
-classified there. :mod:`vtguardian.sources.prepare` classifies and merges a
-batch, and :mod:`vtguardian.sources.commit` stores it in one transaction.
+classified there. :mod:`vtguardian.ingest.prepare` classifies and merges a
+batch, and :mod:`vtguardian.ingest.writer` stores it in one transaction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -42,36 +42,6 @@ class BadInput:
     position: int
     reason: str
     sample: str
-
-
-@dataclass
-class Totals:
-    """The ``--json`` summary of an ingest run.
-
-    Only counters: nothing here grows with the file or the uptime of a follower.
-    """
-
-    lines: int = 0
-    events: int = 0
-    #: IoCs this run stored for the first time (new to the database). Distinct by
-    #: construction, since an IoC is new once, and counted batch by batch with
-    #: nothing kept in between: a set of every IoC of the run grew for the life
-    #: of a follower. An IoC already stored, by an earlier run or a lookup, is
-    #: not counted; on a fresh database this is every distinct IoC read.
-    iocs: int = 0
-    sightings: int = 0
-    skipped_private: int = 0
-    invalid: int = 0
-    errors: int = 0
-    #: files whose last line had no newline yet and was left for the next read
-    held: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {item.name: getattr(self, item.name) for item in fields(self)}
-
-    def add(self, other: Totals) -> None:
-        for name, value in other.as_dict().items():
-            setattr(self, name, getattr(self, name) + value)
 
 
 @dataclass

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine
-
 from vtguardian.errors import InvalidInput
-from vtguardian.iocs import Classifier
-from vtguardian.sources import offsets
-from vtguardian.sources.batch import Batch, Totals
-from vtguardian.sources.commit import flush
-from vtguardian.sources.offsets import Offset
+from vtguardian.sources.batch import Batch
 
-SOURCE_KEY = "pihole-ftl"
 # Status codes Pi-hole documents as "blocked" (docs: database/query-database).
 BLOCKED_STATUS = frozenset({1, 4, 5, 6, 7, 8, 9, 10, 11, 15, 16, 18})
 BATCH_ROWS = 50_000
@@ -59,16 +52,11 @@ def _with_retries(action: Callable[[], list[tuple]]) -> list[tuple]:
     raise InvalidInput("the Pi-hole database stayed locked; try again later")
 
 
-def ingest_ftl(
-    engine: Engine,
-    classifier: Classifier,
-    path: str,
-    totals: Totals,
-    batch_rows: int = BATCH_ROWS,
-    on_progress: Callable[[int], None] | None = None,
-) -> None:
-    stored = offsets.load(engine, SOURCE_KEY, path) or Offset(last_id=0)
-    last_id = stored.last_id or 0
+def query_batches(
+    path: str, after: int, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[Batch, int]]:
+    """The queries with an id above ``after``, ``batch_rows`` at a time in id order,
+    each batch with the last id it holds: where the next read starts."""
     connection = _connect(path)
     try:
         try:
@@ -77,7 +65,7 @@ def ingest_ftl(
             raise InvalidInput(f"{path} is not a Pi-hole database: {exc}") from None
         while True:
             rows = _with_retries(
-                lambda after=last_id: connection.execute(
+                lambda after=after: connection.execute(
                     "SELECT id, timestamp, status, domain, client FROM queries "
                     "WHERE id > ? ORDER BY id LIMIT ?",
                     (after, batch_rows),
@@ -98,14 +86,7 @@ def ingest_ftl(
                 batch.see(
                     "domain", domain, client, float(stamp), blocked=int(status in BLOCKED_STATUS)
                 )
-            last_id = int(rows[-1][0])
-            checkpoint_id = last_id
-
-            def checkpoint(db: Connection, checkpoint_id: int = checkpoint_id) -> None:
-                offsets.save(db, SOURCE_KEY, path, Offset(last_id=checkpoint_id), None)
-
-            flush(engine, batch, classifier, totals, checkpoint)
-            if on_progress is not None:
-                on_progress(len(rows))
+            after = int(rows[-1][0])
+            yield batch, after
     finally:
         connection.close()

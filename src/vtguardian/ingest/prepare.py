@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from vtguardian.ingest.lines import Parsed
 from vtguardian.iocs import Classifier, InvalidIoc, IocType, normalise_ip
 from vtguardian.sources.batch import BadInput, Batch
-from vtguardian.sources.lines import Parsed
 from vtguardian.sources.timeparse import (
     HourKey,
     Stamp,

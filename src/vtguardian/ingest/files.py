@@ -23,20 +23,18 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine
 
+from vtguardian.ingest import offsets
+from vtguardian.ingest.gc_pause import without_gc_pauses
+from vtguardian.ingest.lines import open_log, parse_batches
+from vtguardian.ingest.offsets import Offset
+from vtguardian.ingest.options import IngestOptions
+from vtguardian.ingest.parallel import can_fork, prepared_in_workers
+from vtguardian.ingest.prepare import Prepared, prepared_batches
+from vtguardian.ingest.totals import Totals
+from vtguardian.ingest.writer import store
 from vtguardian.iocs import Classifier
-from vtguardian.sources import offsets
 from vtguardian.sources.base import LineParser, ParseError
-from vtguardian.sources.batch import Totals
-from vtguardian.sources.commit import store
-from vtguardian.sources.gc_pause import without_gc_pauses
-from vtguardian.sources.lines import open_log, parse_batches
-from vtguardian.sources.offsets import Offset
-from vtguardian.sources.prepare import Prepared, prepared_batches
-from vtguardian.sources.workers import can_fork, prepared_in_workers
 
-# Below this much unread data a child process costs more than it saves.
-PARALLEL_MIN_BYTES = 32 << 20
-BATCH_LINES = 50_000
 # A backfill is stored in batches this many times larger: an hour of a busy log then
 # mostly lands in one batch, so each IoC and sighting row is written about once, and
 # each batch's fixed cost (re-marking the IoCs it saw, its commit) is paid rarely.
@@ -47,9 +45,6 @@ BACKFILL_BATCH_FACTOR = 8
 # workers.segment_bounds): the writer starts soon, and has little left to store
 # alone once parsing is done.
 SEGMENT_BYTES_PER_LINE = 160
-# A file written to within this many seconds may still be growing: a one-off read
-# holds its last line back when it has no newline yet, as a follower does.
-SETTLE_SECONDS = 5.0
 
 
 _NUMBERED = re.compile(r"\.(\d+)(\.gz)?")
@@ -134,10 +129,8 @@ class FileReader:
         source_key: str,
         make_parser: Callable[[str], LineParser],
         totals: Totals,
-        batch_lines: int = BATCH_LINES,
+        options: IngestOptions = IngestOptions(),
         on_progress: Callable[[int], None] | None = None,
-        parallel_min_bytes: int = PARALLEL_MIN_BYTES,
-        settle_seconds: float = SETTLE_SECONDS,
         stop: threading.Event | None = None,
     ) -> None:
         self.engine = engine
@@ -145,10 +138,10 @@ class FileReader:
         self.source_key = source_key
         self.make_parser = make_parser
         self.totals = totals
-        self.batch_lines = batch_lines
+        self.batch_lines = options.batch_lines
         self.on_progress = on_progress
-        self.parallel_min_bytes = parallel_min_bytes
-        self.settle_seconds = settle_seconds
+        self.parallel_min_bytes = options.parallel_min_bytes
+        self.settle_seconds = options.settle_seconds
         self.stop = stop
         self._reported = 0
 
@@ -248,7 +241,7 @@ class FileReader:
         up to. Stops after the batch being stored when asked to.
 
         A large one-off read is parsed and prepared in worker processes while this
-        one stores (see :mod:`vtguardian.sources.workers`); the checkpoints are
+        one stores (see :mod:`vtguardian.ingest.parallel`); the checkpoints are
         still written only here, in file order, with the rows they cover.
         """
         self._reported = start.position

@@ -26,12 +26,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from vtguardian.errors import InvalidInput
+from vtguardian.ingest.gc_pause import without_gc_pauses
+from vtguardian.ingest.lines import open_log, parse_batches, skip_line
+from vtguardian.ingest.offsets import Offset
+from vtguardian.ingest.prepare import Ready, merge, prepared_batches
 from vtguardian.iocs import Classifier
 from vtguardian.sources.base import LineParser, Stateless
-from vtguardian.sources.gc_pause import without_gc_pauses
-from vtguardian.sources.lines import open_log, parse_batches, skip_line
-from vtguardian.sources.offsets import Offset
-from vtguardian.sources.prepare import Ready, merge, prepared_batches
 
 _END = "end"  # a worker has sent every batch of its segment
 BACKLOG_THREAD = "ingest-backlog"  # receives the workers' batches in the parent
