@@ -31,6 +31,7 @@ from vtguardian.iocs import Classifier
 from vtguardian.sources.base import ParseError
 from vtguardian.sources.batch import Batch
 from vtguardian.sources.suricata import SuricataParser
+from vtguardian.tally import Tally
 
 REAL_EVENTS = [
     line
@@ -101,7 +102,7 @@ def _line_by_line(content: bytes) -> tuple[Counter, list[tuple[int, str]], int]:
 
 
 def _hits(counts: dict) -> Counter:
-    return Counter({key: entry[0] for key, entry in counts.items()})
+    return Counter({key: entry.hits for key, entry in counts.items()})
 
 
 @pytest.mark.parametrize("batch_lines", [70, 333, 100_000])
@@ -277,7 +278,7 @@ def _prepared_hits(hits: Counter, classifier: Classifier) -> list:
     batch = Batch("suricata")
     for (kind, raw, client, hour), count in hits.items():
         stamp = f"{hour[:13]}:00:00.000000{hour[13:]}" if isinstance(hour, str) else hour * 3600.0
-        batch.counts[(kind, raw, client, hour)] = [count, 0, stamp, stamp]
+        batch.counts[(kind, raw, client, hour)] = Tally(count, 0, stamp, stamp)
     return prepare(batch, classifier).sightings
 
 

@@ -17,7 +17,8 @@ from sqlalchemy import Engine, text
 from helpers import TEST_DATA
 from vtguardian.clock import as_naive_utc
 from vtguardian.ingest.lines import parse_batches
-from vtguardian.ingest.prepare import Prepared, merge, prepare
+from vtguardian.ingest.parallel import merge
+from vtguardian.ingest.prepare import Prepared, prepare
 from vtguardian.ingest.totals import Totals
 from vtguardian.ingest.writer import store
 from vtguardian.iocs import Classifier

@@ -85,7 +85,7 @@ def test_prepared_rows_match_sums_worked_out_from_the_events(generated):
         (*key, count, 0, last, first) for key, (count, last, first) in hourly.items()
     )
     assert sorted(prepared.client_days) == sorted(
-        (*key, count, 0, last) for key, (count, last, _first) in daily.items()
+        (*key, count, 0, last, first) for key, (count, last, first) in daily.items()
     )
     assert prepared.queue == {ioc: (len(askers[ioc]), hits[ioc]) for ioc in hits}
     assert prepared.clients == {

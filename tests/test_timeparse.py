@@ -98,4 +98,4 @@ def test_the_parser_files_each_line_in_its_utc_hour(base, steps):
         expected[int(utc // 3600)] += 1
     batch = Batch("suricata")
     SuricataParser().feed_block(lines, batch, bad=lambda index, reason: None)
-    assert Counter({hour: entry[0] for (*_, hour), entry in batch.counts.items()}) == expected
+    assert Counter({hour: entry.hits for (*_, hour), entry in batch.counts.items()}) == expected

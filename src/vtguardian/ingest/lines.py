@@ -13,7 +13,7 @@ import gzip
 from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from vtguardian.sources.base import LineParser, ParseError
 from vtguardian.sources.batch import Batch
@@ -30,7 +30,14 @@ MAX_BATCH_KEYS = 30_000
 # (a 4 MiB chunk: 0.1-0.2 s of page faults per million EVE lines, 5 % of the parse).
 CHUNK_BYTES = 1 << 18
 
-Parsed = tuple[Batch, int, Any]  # a batch, the position after it, the parser state there
+
+class Parsed(NamedTuple):
+    """A parsed batch, where the file is read up to after it, and the parser's state
+    there (what a restart at that position must restore)."""
+
+    batch: Batch
+    position: int
+    state: Any
 
 
 def open_log(path: str) -> BinaryIO:
@@ -58,7 +65,7 @@ def parse_batches(
     limit = end if end is not None else float("inf")
     batch = Batch(parser.source)
     feed = parser.feed
-    feed_block = getattr(parser, "feed_block", None)
+    feed_block = parser.feed_block
     pending = b""
     while position < limit:
         chunk = handle.read(CHUNK_BYTES)
@@ -80,13 +87,11 @@ def parse_batches(
         short = no_long_lines(data, len(data) - len(pending))
         index = 0
         while index < len(lines) and position < limit:
-            group = lines[index : index + batch_lines - batch.lines]
+            # A line adds a key or a few: a group never takes a batch far past its keys.
+            room = min(batch_lines - batch.lines, MAX_BATCH_KEYS - len(batch.counts))
+            group = lines[index : index + max(room, 1)]
             to_end = complete_end - position if index + len(group) == len(lines) else None
-            taken, length = (
-                _block(feed_block, group, batch, path, position, limit, short, to_end)
-                if feed_block
-                else (0, 0)
-            )
+            taken, length = _block(feed_block, group, batch, path, position, limit, short, to_end)
             if taken:
                 position += length
                 batch.lines += taken
@@ -107,7 +112,7 @@ def parse_batches(
                     except ParseError as exc:
                         batch.bad(path, line_start, str(exc), line)
             if batch.lines >= batch_lines or len(batch.counts) >= MAX_BATCH_KEYS:
-                yield batch, position, parser.state()
+                yield Parsed(batch, position, parser.state())
                 batch = Batch(parser.source)
         if index < len(lines):
             break  # the segment ends here
@@ -116,7 +121,7 @@ def parse_batches(
             batch.lines += 1
             position += len(pending) + skip_line(handle)
             pending = b""
-    yield batch, position, parser.state()
+    yield Parsed(batch, position, parser.state())
 
 
 # Shorter runs (a few lines appended to a followed log, the tail of a segment) go

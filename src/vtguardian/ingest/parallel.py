@@ -10,7 +10,7 @@ headers, dnsmasq query joins), or a gzip file that cannot seek, gets one worker.
 A thread of the parent takes each batch as soon as it is sent and keeps at most
 :data:`MOST_MERGED` waiting, so no worker runs far ahead of what is stored and
 memory stays bounded however large the file. When the parent falls behind, it
-stores all the batches that are waiting as one (see :func:`prepare.merge`).
+stores all the batches that are waiting as one (see :func:`merge`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import multiprocessing as mp
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from multiprocessing.connection import Connection
 from typing import Any
@@ -29,9 +29,17 @@ from vtguardian.errors import InvalidInput
 from vtguardian.ingest.gc_pause import without_gc_pauses
 from vtguardian.ingest.lines import open_log, parse_batches, skip_line
 from vtguardian.ingest.offsets import Offset
-from vtguardian.ingest.prepare import Ready, merge, prepared_batches
+from vtguardian.ingest.prepare import (
+    CountRow,
+    IocKey,
+    Prepared,
+    Ready,
+    count_rows,
+    prepared_batches,
+)
 from vtguardian.iocs import Classifier
-from vtguardian.sources.base import LineParser, Stateless
+from vtguardian.sources.base import LineParser
+from vtguardian.tally import Tally, add_to
 
 _END = "end"  # a worker has sent every batch of its segment
 BACKLOG_THREAD = "ingest-backlog"  # receives the workers' batches in the parent
@@ -44,7 +52,7 @@ def can_fork() -> bool:
 
 def worker_count(parser: LineParser, path: str) -> int:
     """Side by side only for standalone lines in a seekable file; at most one per core."""
-    if not isinstance(parser, Stateless) or path.endswith(".gz"):
+    if not parser.independent_lines or path.endswith(".gz"):
         return 1
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -96,8 +104,8 @@ def prepared_in_workers(
             parts = [first]
             while len(parts) < MOST_MERGED and (more := backlog.take_waiting()) is not None:
                 parts.append(more)
-            _prepared, position, state = parts[-1]
-            yield merge([part[0] for part in parts]), position, state
+            last = parts[-1]
+            yield Ready(merge([part.prepared for part in parts]), last.position, last.state)
     finally:
         backlog.stop()
         for process in processes:
@@ -247,16 +255,79 @@ def _work(
                 if first > start.position:
                     handle.seek(first - 1)  # a line starting exactly at ``first`` is ours
                     first = first - 1 + skip_line(handle)
-                for prepared, position, state in prepared_batches(
+                for ready in prepared_batches(
                     without_gc_pauses(
                         parse_batches(handle, path, parser, first, True, batch_lines, end)
                     ),
                     classifier,
                 ):
-                    sender.send(("batch", (prepared, position, state)))
-                    del prepared  # freed before the next batch is parsed
+                    sender.send(("batch", ready))
+                    del ready  # freed before the next batch is parsed
                 sender.send((_END, None))
     except BaseException as exc:  # reported to the parent, which raises it
         sender.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         sender.close()
+
+
+def merge(parts: Sequence[Prepared]) -> Prepared:
+    """Consecutive batches of one source as one batch that stores exactly what they
+    store one after the other.
+
+    When the storing process falls behind its parsers, it takes every batch that
+    is waiting in one transaction: an IoC, a client's day of it or a queue entry
+    that recurs in those batches is then written once instead of once per batch,
+    which on MariaDB is most of the server's work after the hourly rows. Counts
+    add up, first and last stamps widen, a later client name replaces an earlier
+    one and a queue entry keeps its largest client count, as the upserts would.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    out = Prepared(parts[0].source)
+    hourly: dict[tuple[IocKey, str, str], Tally] = {}
+    daily: dict[tuple[IocKey, str, str], Tally] = {}
+    queue: dict[IocKey, tuple[int, int]] = {}
+    for part in parts:
+        out.lines += part.lines
+        out.events += part.events
+        out.skipped += part.skipped
+        out.invalid += part.invalid
+        out.hits += part.hits
+        for ioc, span in part.iocs.items():
+            known = out.iocs.get(ioc)
+            out.iocs[ioc] = (
+                span
+                if known is None
+                else (known[0], min(known[1], span[1]), max(known[2], span[2]))
+            )
+        _add_counts(hourly, part.sightings)
+        _add_counts(daily, part.client_days)
+        for client, (name, first, last) in part.clients.items():
+            known_client = out.clients.get(client)
+            out.clients[client] = (
+                (name, first, last)
+                if known_client is None
+                else (
+                    name or known_client[0],
+                    min(known_client[1], first),
+                    max(known_client[2], last),
+                )
+            )
+        for ioc, (clients, hits) in part.queue.items():
+            queued = queue.get(ioc)
+            queue[ioc] = (
+                (clients, hits) if queued is None else (max(queued[0], clients), queued[1] + hits)
+            )
+        out.alerted |= part.alerted
+        out.alerts += part.alerts
+        out.errors += part.errors
+    out.sightings = count_rows(hourly)
+    out.client_days = count_rows(daily)
+    out.queue = queue
+    return out
+
+
+def _add_counts(into: dict[tuple[IocKey, str, str], Tally], rows: list[CountRow]) -> None:
+    """Sum rows per IoC, client and hour (or day)."""
+    for row in rows:  # UTC texts compare as their moments do
+        add_to(into, (row.ioc, row.client, row.when), row.hits, row.blocked, row.last, row.first)

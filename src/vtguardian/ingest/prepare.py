@@ -9,10 +9,10 @@ that owns the database connection only writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from vtguardian.ingest.lines import Parsed
 from vtguardian.iocs import Classifier, InvalidIoc, IocType, normalise_ip
@@ -26,8 +26,22 @@ from vtguardian.sources.timeparse import (
     stamp_text,
     utc_hour_text,
 )
+from vtguardian.tally import Tally, add_to
 
 IocKey = tuple[str, str]  # IoC type, normalised value
+
+
+class CountRow(NamedTuple):
+    """One device's counts of one IoC in one hour (``sightings``) or one UTC day
+    (``client_days``, what ``ioc_days`` adds up). Dates are naive UTC text."""
+
+    ioc: IocKey
+    client: str
+    when: str  # the hour's or the day's start
+    hits: int
+    blocked: int
+    last: str
+    first: str
 
 
 @dataclass(slots=True)
@@ -47,10 +61,10 @@ class Prepared:
     hits: int = 0
     #: ioc -> (registered domain, first seen, last seen) within the batch
     iocs: dict[IocKey, tuple[str | None, str, str]] = field(default_factory=dict)
-    #: (ioc, client, hour, hits, blocked, last seen, first seen)
-    sightings: list[tuple[IocKey, str, str, int, int, str, str]] = field(default_factory=list)
-    #: (ioc, client, day, hits, blocked, last seen): the same counts per day
-    client_days: list[tuple[IocKey, str, str, int, int, str]] = field(default_factory=list)
+    #: per IoC, client and hour
+    sightings: list[CountRow] = field(default_factory=list)
+    #: the same counts per IoC, client and day
+    client_days: list[CountRow] = field(default_factory=list)
     #: client address -> (name, first seen, last seen)
     clients: dict[str, tuple[str | None, datetime, datetime]] = field(default_factory=dict)
     #: ioc -> (distinct clients, hits) for the lookup queue
@@ -61,7 +75,14 @@ class Prepared:
     errors: list[BadInput] = field(default_factory=list)
 
 
-Ready = tuple[Prepared, int, Any]  # a prepared batch, the position after it, the parser state
+class Ready(NamedTuple):
+    """A prepared batch, where the file is read up to after it, and the parser's
+    state there: what is stored together, with the checkpoint."""
+
+    prepared: Prepared
+    position: int
+    state: Any
+
 
 # What a raw value resolves to when it is not an eligible IoC.
 _INVALID, _SKIPPED = "invalid", "skipped"
@@ -78,10 +99,10 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     out = Prepared(batch.source, lines=batch.lines, events=batch.events, errors=batch.errors)
     resolved: dict[tuple[str, str], IocKey | str] = {}
     prefixes: dict[HourKey, str] = {}
-    # (ioc, client, UTC hour prefix) -> [hits, blocked, last, first stamp]: raw values that
-    # name the same IoC (``Example.COM.`` and ``example.com``) merge here. Stamps
-    # become text only once merged, one per row.
-    merged: dict[tuple[IocKey, str, str], list[Any]] = {}
+    # (ioc, client, UTC hour prefix) -> its tally: raw values that name the same IoC
+    # (``Example.COM.`` and ``example.com``) merge here. Stamps become text only once
+    # merged, one per row.
+    merged: dict[tuple[IocKey, str, str], Tally] = {}
     # ioc -> [first stamp, its hour prefix, last stamp, its hour prefix]
     spans: dict[IocKey, list[Any]] = {}
     # ioc -> [distinct clients, hits]: what the lookup queue ranks by
@@ -91,7 +112,8 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     registered: dict[IocKey, str | None] = {}
     devices: dict[str, str] = {}  # client as logged -> its address, or "" (unknown)
     eligible = invalid = skipped = 0
-    for (kind, raw, client, hour), (hits, blocked, last, first) in batch.counts.items():
+    for (kind, raw, client, hour), tally in batch.counts.items():
+        hits, blocked, last, first = tally.hits, tally.blocked, tally.last, tally.first
         ioc = resolved.get((kind, raw))
         if ioc is None:
             ioc = resolved[(kind, raw)] = _resolve(classifier, kind, raw, registered)
@@ -110,16 +132,7 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
             device = devices[client] = client_address(client)
         client = device
         key = (ioc, client, prefix)
-        entry = merged.get(key)
-        if entry is None:
-            merged[key] = [hits, blocked, last, first]
-        else:
-            entry[0] += hits
-            entry[1] += blocked
-            if last > entry[2]:
-                entry[2] = last
-            if first < entry[3]:
-                entry[3] = first
+        add_to(merged, key, hits, blocked, last, first)
         span = spans.get(ioc)
         if span is None:
             spans[ioc] = [first, prefix, last, prefix]
@@ -202,7 +215,7 @@ def prepared_batches(batches: Iterable[Parsed], classifier: Classifier) -> Itera
     """
     for batch, position, state in batches:
         prepared = prepare(batch, classifier)
-        yield prepared, position, state
+        yield Ready(prepared, position, state)
         del batch, prepared
 
 
@@ -221,101 +234,25 @@ def _resolve(
 
 
 def _lay_out_rows(
-    out: Prepared, merged: dict[tuple[IocKey, str, str], list[Any]], prefixes: set[str]
+    out: Prepared, merged: dict[tuple[IocKey, str, str], Tally], prefixes: set[str]
 ) -> None:
-    """Hourly rows, and the same counts summed per client and UTC day (what
-    ``ioc_days`` adds up), dates as text: hours and days recur, so each is made once."""
+    """Hourly rows, and the same counts summed per client and UTC day, dates as text:
+    hours and days recur, so each is made once."""
     texts = {prefix: (hour_text(prefix), day_text(prefix)) for prefix in prefixes}
     rows = []
-    days: dict[tuple[IocKey, str, str], list[Any]] = {}
-    for (ioc, client, prefix), (hits, blocked, last, first) in merged.items():
+    days: dict[tuple[IocKey, str, str], Tally] = {}
+    for (ioc, client, prefix), tally in merged.items():
         hour, day = texts[prefix]
-        when = stamp_text(last, prefix)
-        rows.append((ioc, client, hour, hits, blocked, when, stamp_text(first, prefix)))
-        entry = days.get((ioc, client, day))
-        if entry is None:
-            days[(ioc, client, day)] = [hits, blocked, when]
-        else:
-            entry[0] += hits
-            entry[1] += blocked
-            if when > entry[2]:  # UTC texts compare as their moments do
-                entry[2] = when
+        last, first = stamp_text(tally.last, prefix), stamp_text(tally.first, prefix)
+        rows.append(CountRow(ioc, client, hour, tally.hits, tally.blocked, last, first))
+        add_to(days, (ioc, client, day), tally.hits, tally.blocked, last, first)
     out.sightings = rows
-    out.client_days = [(*key, hits, blocked, when) for key, (hits, blocked, when) in days.items()]
+    out.client_days = count_rows(days)
 
 
-def merge(parts: Sequence[Prepared]) -> Prepared:
-    """Consecutive batches of one source as one batch that stores exactly what they
-    store one after the other.
-
-    When the storing process falls behind its parsers, it takes every batch that
-    is waiting in one transaction: an IoC, a client's day of it or a queue entry
-    that recurs in those batches is then written once instead of once per batch,
-    which on MariaDB is most of the server's work after the hourly rows. Counts
-    add up, first and last stamps widen, a later client name replaces an earlier
-    one and a queue entry keeps its largest client count, as the upserts would.
-    """
-    if len(parts) == 1:
-        return parts[0]
-    out = Prepared(parts[0].source)
-    hourly: dict[tuple[IocKey, str, str], list[Any]] = {}
-    daily: dict[tuple[IocKey, str, str], list[Any]] = {}
-    queue: dict[IocKey, tuple[int, int]] = {}
-    for part in parts:
-        out.lines += part.lines
-        out.events += part.events
-        out.skipped += part.skipped
-        out.invalid += part.invalid
-        out.hits += part.hits
-        for ioc, span in part.iocs.items():
-            known = out.iocs.get(ioc)
-            out.iocs[ioc] = (
-                span
-                if known is None
-                else (known[0], min(known[1], span[1]), max(known[2], span[2]))
-            )
-        _add_counts(hourly, part.sightings)
-        _add_counts(daily, part.client_days)
-        for client, (name, first, last) in part.clients.items():
-            known_client = out.clients.get(client)
-            out.clients[client] = (
-                (name, first, last)
-                if known_client is None
-                else (
-                    name or known_client[0],
-                    min(known_client[1], first),
-                    max(known_client[2], last),
-                )
-            )
-        for ioc, (clients, hits) in part.queue.items():
-            queued = queue.get(ioc)
-            queue[ioc] = (
-                (clients, hits) if queued is None else (max(queued[0], clients), queued[1] + hits)
-            )
-        out.alerted |= part.alerted
-        out.alerts += part.alerts
-        out.errors += part.errors
-    out.sightings = [(*key, *counts) for key, counts in hourly.items()]
-    out.client_days = [(*key, *counts) for key, counts in daily.items()]
-    out.queue = queue
-    return out
-
-
-def _add_counts(
-    into: dict[tuple[IocKey, str, str], list[Any]],
-    rows: list[tuple[Any, ...]],
-) -> None:
-    """Sum ``(ioc, client, hour or day, hits, blocked, last seen[, first seen])`` rows
-    per key: the latest last and the earliest first stamp."""
-    for ioc, client, when, hits, blocked, last, *first in rows:
-        key = (ioc, client, when)
-        entry = into.get(key)
-        if entry is None:
-            into[key] = [hits, blocked, last, *first]
-        else:
-            entry[0] += hits
-            entry[1] += blocked
-            if last > entry[2]:  # UTC texts compare as their moments do
-                entry[2] = last
-            if first and first[0] < entry[3]:
-                entry[3] = first[0]
+def count_rows(counts: dict[tuple[IocKey, str, str], Tally]) -> list[CountRow]:
+    """The tallies per (IoC, client, hour or day) as rows."""
+    return [
+        CountRow(ioc, client, when, tally.hits, tally.blocked, tally.last, tally.first)
+        for (ioc, client, when), tally in counts.items()
+    ]

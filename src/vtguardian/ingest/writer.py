@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from vtguardian.clock import utcnow
-from vtguardian.ingest.prepare import IocKey, Prepared, prepare
+from vtguardian.ingest.prepare import CountRow, IocKey, Prepared, prepare
 from vtguardian.ingest.totals import Totals
 from vtguardian.intel import queue
 from vtguardian.iocs import Classifier
@@ -21,7 +21,7 @@ from vtguardian.sources.batch import Batch
 from vtguardian.store.engine import foreign_keys_unchecked, run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
 from vtguardian.store.schema import ids_alerts, ingest_errors, iocs
-from vtguardian.store.sightings import write_sightings
+from vtguardian.store.sightings import SightingRow, write_sightings
 
 Checkpoint = Callable[[Connection], None]
 
@@ -58,17 +58,23 @@ def store(
         connection: Connection, ioc_ids: dict[IocKey, int], client_ids: dict[str, int]
     ) -> None:
         source = prepared.source
-        write_sightings(
-            connection,
-            [
-                (ioc_ids[ioc], client_ids[client], source, hour, hits, blocked, last, first)
-                for ioc, client, hour, hits, blocked, last, first in prepared.sightings
-            ],
-            [
-                (ioc_ids[ioc], client_ids[client], source, day, hits, blocked, last)
-                for ioc, client, day, hits, blocked, last in prepared.client_days
-            ],
-        )
+
+        def with_ids(rows: list[CountRow]) -> list[SightingRow]:
+            return [
+                (
+                    ioc_ids[r.ioc],
+                    client_ids[r.client],
+                    source,
+                    r.when,
+                    r.hits,
+                    r.blocked,
+                    r.last,
+                    r.first,
+                )
+                for r in rows
+            ]
+
+        write_sightings(connection, with_ids(prepared.sightings), with_ids(prepared.client_days))
         _queue(connection, prepared, ioc_ids, now)
         if prepared.alerts:
             connection.execute(

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from vtguardian.sources.timeparse import HourKey, Stamp, unix_hour
+from vtguardian.tally import Tally
 
 # kind hint (or "" to detect), raw value, client, hour (see timeparse.HourKey)
 RawKey = tuple[str, str, str, HourKey]
-# Batch.counts values: [hits, blocked, last stamp, first stamp]. Logs are nearly in
-# time order, so the first stamp is only compared when a line is not the latest.
 
 
 @dataclass(slots=True)
@@ -47,7 +45,7 @@ class BadInput:
 @dataclass
 class Batch:
     source: str
-    counts: dict[RawKey, list[Any]] = field(default_factory=dict)
+    counts: dict[RawKey, Tally] = field(default_factory=dict)
     alerted: set[tuple[str, str]] = field(default_factory=set)
     alerts: list[IdsAlert] = field(default_factory=list)
     errors: list[BadInput] = field(default_factory=list)
@@ -63,14 +61,9 @@ class Batch:
         key = (kind, raw, client, hour)
         entry = self.counts.get(key)
         if entry is None:
-            self.counts[key] = [hits, blocked, ts, ts]
+            self.counts[key] = Tally(hits, blocked, ts, ts)
         else:
-            entry[0] += hits
-            entry[1] += blocked
-            if ts > entry[2]:
-                entry[2] = ts
-            elif ts < entry[3]:
-                entry[3] = ts
+            entry.add(hits, blocked, ts, ts)
 
     def see_at(self, kind: str, raw: str, client: str, hour: HourKey, ts: Stamp) -> None:
         """:meth:`see` for one allowed hit whose hour key the parser already has:
@@ -78,13 +71,9 @@ class Batch:
         key = (kind, raw, client, hour)
         entry = self.counts.get(key)
         if entry is None:
-            self.counts[key] = [1, 0, ts, ts]
+            self.counts[key] = Tally(1, 0, ts, ts)
         else:
-            entry[0] += 1
-            if ts > entry[2]:
-                entry[2] = ts
-            elif ts < entry[3]:
-                entry[3] = ts
+            entry.see(ts)
 
     def alert(self, alert: IdsAlert) -> None:
         self.alerts.append(alert)

@@ -35,7 +35,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from vtguardian.sources.base import ParseError, decode, looks_like_ip
+from vtguardian.sources.base import LineByLine, ParseError, decode, looks_like_ip
 from vtguardian.sources.batch import Batch
 
 _LINE = re.compile(
@@ -92,7 +92,9 @@ _BLOCKED_UPSTREAM = "blocked due to upstream response"  # v6.4: "... (answer)"
 _MAX_PENDING = 4096
 
 
-class DnsmasqParser:
+class DnsmasqParser(LineByLine):
+    independent_lines = False  # answers are joined to the queries before them
+
     def __init__(self, source: str = "pihole", reference: datetime | None = None) -> None:
         self.source = source
         self.reference = (reference or datetime.now()).timestamp()

@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
-from vtguardian.sources.base import ParseError, Stateless, text_field
+from vtguardian.sources.base import BadLine, ParseError, Stateless, text_field
 from vtguardian.sources.batch import Batch, IdsAlert
 from vtguardian.sources.timeparse import (
     BadTimestamp,
@@ -27,6 +27,7 @@ from vtguardian.sources.timeparse import (
     stamp_hour,
     unix_hour,
 )
+from vtguardian.tally import Tally
 
 _ADDRESS_TYPES = ("A", "AAAA")
 
@@ -151,7 +152,7 @@ class SuricataParser(Stateless):
     def feed(self, line: bytes, batch: Batch) -> None:
         self.feed_block([line], batch, _raise)
 
-    def feed_block(self, lines: list[bytes], batch: Batch, bad: Callable[[int, str], None]) -> None:
+    def feed_block(self, lines: list[bytes], batch: Batch, bad: BadLine) -> None:
         """:meth:`feed` for many lines in one call, the ingest's hot path.
 
         Each line is decoded and counted before the next is read: a decoded event
@@ -200,8 +201,8 @@ class SuricataParser(Stateless):
                 events += 1
                 # The commonest events name one IoC: a DNS query or a TLS handshake a
                 # domain the source asked for, a DNS answer with one address the
-                # address its destination was given. Counted here, inline Batch.see_at;
-                # anything else goes to the event type's handler.
+                # address its client was given. Counted here at once; anything else
+                # goes to the event type's handler.
                 name, ioc_kind, client = None, "domain", event.src_ip
                 if kind == "dns":
                     dns = event.dns
@@ -227,13 +228,9 @@ class SuricataParser(Stateless):
                     key = (ioc_kind, name, client or "", hour)
                     entry = counts.get(key)
                     if entry is None:
-                        counts[key] = [1, 0, ts, ts]
+                        counts[key] = Tally(1, 0, ts, ts)
                     else:
-                        entry[0] += 1
-                        if ts > entry[2]:
-                            entry[2] = ts
-                        elif ts < entry[3]:
-                            entry[3] = ts
+                        entry.see(ts)
                     continue
                 try:
                     handler(event, ts, hour, batch)

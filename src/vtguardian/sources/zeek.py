@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vtguardian.sources.base import ParseError, decode, json_object, looks_like_ip
+from vtguardian.sources.base import LineByLine, ParseError, decode, json_object, looks_like_ip
 from vtguardian.sources.batch import Batch
 from vtguardian.sources.timeparse import BadTimestamp, epoch_value
 
@@ -30,7 +30,9 @@ def kind_from_name(path: str) -> str | None:
     return found[-1] if found else None
 
 
-class ZeekParser:
+class ZeekParser(LineByLine):
+    independent_lines = False  # TSV lines need the header read before them
+
     source = "zeek"
 
     def __init__(self, path: str = "", now: float | None = None) -> None:
