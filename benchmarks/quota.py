@@ -25,10 +25,9 @@ from pathlib import Path
 
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
-from vtguardian.intel import queue
 from vtguardian.intel.lookup import LookupService
 from vtguardian.iocs import Classifier
-from vtguardian.store import migrate
+from vtguardian.store import migrate, queue
 from vtguardian.store.engine import make_engine, write_transaction
 from vtguardian.store.entities import ensure_iocs
 from vtguardian.store.schema import verdicts

@@ -12,10 +12,10 @@ from sqlalchemy import text
 
 from helpers import run_cli, settings_for
 from vtguardian.clock import utcnow
-from vtguardian.intel import queue
 from vtguardian.intel.feeds import Feeds
 from vtguardian.intel.lookup import LookupService
 from vtguardian.iocs import IocType
+from vtguardian.store import queue
 from vtguardian.store.engine import write_transaction
 from vtguardian.store.entities import ensure_iocs
 from vtguardian.testing.otx_emulator import OTX_KEY, OtxEmulator, OtxServer

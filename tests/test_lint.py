@@ -1,4 +1,4 @@
-"""The code style gate CI enforces: ruff check and ruff format --check."""
+"""The code gates CI enforces: ruff check, ruff format --check and the import layers."""
 
 from __future__ import annotations
 
@@ -22,4 +22,11 @@ def test_ruff_check_is_clean():
 
 def test_ruff_format_is_clean():
     result = _ruff("format", "--check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_layers_hold():
+    """The import-linter contracts of pyproject.toml (the layers of docs/architecture.md)."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint_imports)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -16,12 +16,11 @@ from sqlalchemy import func, select, text, update
 from helpers import run_cli, settings_for
 from sources_helpers import ingest
 from vtguardian.clock import as_naive_utc, utcnow
-from vtguardian.intel import queue
 from vtguardian.intel.lookup import LookupService
-from vtguardian.intel.queue import TIER_NEW, QueueRequest
-from vtguardian.store import migrate
+from vtguardian.store import migrate, queue
 from vtguardian.store.engine import make_engine, write_transaction
 from vtguardian.store.entities import ensure_iocs
+from vtguardian.store.queue import TIER_NEW, QueueRequest
 from vtguardian.store.schema import lookup_queue, lookup_stats, reports, verdicts
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
 

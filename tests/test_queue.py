@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from vtguardian.intel import queue
-from vtguardian.intel.queue import TIER_ALERT, TIER_NEW, TIER_RECHECK, QueueRequest
+from vtguardian.store import queue
 from vtguardian.store.answers import ReportRow, record_answer
 from vtguardian.store.engine import write_transaction
 from vtguardian.store.entities import ensure_iocs
+from vtguardian.store.queue import TIER_ALERT, TIER_NEW, TIER_RECHECK, QueueRequest
 from vtguardian.store.schema import lookup_queue
 
 NOW = datetime(2026, 11, 20, 12, 0, 0)

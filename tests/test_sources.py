@@ -22,11 +22,11 @@ from sqlalchemy import text
 
 from sources_helpers import TEST_DATA, ingest, stored_hits
 from vtguardian.clock import as_naive_utc
-from vtguardian.intel.queue import TIER_ALERT
 from vtguardian.sources.base import ParseError
 from vtguardian.sources.batch import Batch
 from vtguardian.sources.registry import parser_factory
 from vtguardian.sources.suricata import SuricataParser
+from vtguardian.store.queue import TIER_ALERT
 
 LOCAL_SUFFIXES = (".local", ".lan", ".arpa", ".internal", ".home")
 

@@ -323,8 +323,8 @@ def worker(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vtguardian.intel import queue
     from vtguardian.intel.lookup import LookupService
+    from vtguardian.store import queue
 
     engine = _open_store(ctx)
     service = LookupService(_state(ctx).settings, engine)
@@ -357,9 +357,9 @@ def quota(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the VirusTotal requests used and left per window, and the queue length."""
-    from vtguardian.intel import queue
     from vtguardian.intel.lookup import budget_from
     from vtguardian.quota import QuotaScheduler
+    from vtguardian.store import queue
 
     engine = _open_store(ctx)
     scheduler = QuotaScheduler(engine, budget_from(_state(ctx).settings))

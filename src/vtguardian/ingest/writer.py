@@ -15,9 +15,9 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from vtguardian.clock import utcnow
 from vtguardian.ingest.prepare import CountRow, IocKey, Prepared, prepare
 from vtguardian.ingest.totals import Totals
-from vtguardian.intel import queue
 from vtguardian.iocs import Classifier
 from vtguardian.sources.batch import Batch
+from vtguardian.store import queue
 from vtguardian.store.engine import foreign_keys_unchecked, run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
 from vtguardian.store.schema import ids_alerts, ingest_errors, iocs

@@ -23,11 +23,11 @@ import orjson
 from sqlalchemy import Engine
 
 from vtguardian.clock import iso_z, utcnow
-from vtguardian.intel import queue
+from vtguardian.events import lookup
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import VIRUSTOTAL, Flow
 from vtguardian.iocs import Classifier, IocType
-from vtguardian.sources.ecs import lookup
+from vtguardian.store import queue
 from vtguardian.store.answers import CachedVerdict, cached_verdicts, count_outcome
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import ensure_iocs, find_ioc_ids

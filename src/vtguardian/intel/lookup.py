@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
-from vtguardian.intel import queue
+from vtguardian.store import queue
 from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import VIRUSTOTAL, Flow, FlowOutcome, host_of

@@ -8,8 +8,8 @@ dotted keys alike; a field may hold one value or a list. The client is
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from vtguardian.events import lookup
 from vtguardian.sources.base import ParseError, Stateless, json_object
 from vtguardian.sources.batch import Batch
 from vtguardian.sources.timeparse import BadTimestamp, epoch_value
@@ -36,22 +36,6 @@ _KIND_BY_SUFFIX = {
     ".sha1": "file",
     ".md5": "file",
 }
-
-
-def lookup(event: dict[str, Any], path: str) -> Any:
-    """``a.b.c`` in nested objects, flat dotted keys, or a mix of both."""
-    if path in event:
-        return event[path]
-    head, _, rest = path.partition(".")
-    while rest:
-        value = event.get(head)
-        if isinstance(value, dict):
-            found = lookup(value, rest)
-            if found is not None:
-                return found
-        part, _, rest = rest.partition(".")
-        head = f"{head}.{part}"
-    return event.get(head)
 
 
 def kind_for(path: str) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
-from vtguardian.intel import queue
+from vtguardian.store import queue
 from vtguardian.intel.alerts import alert_payload
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.enrich import Enricher
