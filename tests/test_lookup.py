@@ -7,15 +7,19 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text, update
 
-from helpers import run_cli, settings_for
+from helpers import lookup_outcomes, run_cli, settings_for
 from sources_helpers import ingest
 from vtguardian.clock import as_naive_utc, utcnow
+from vtguardian.dashboards.macros import TimeRange
+from vtguardian.dashboards.panels import panels
 from vtguardian.intel.lookup import LookupService
 from vtguardian.store import migrate, queue
 from vtguardian.store.engine import make_engine, write_transaction
@@ -23,6 +27,8 @@ from vtguardian.store.entities import ensure_iocs
 from vtguardian.store.queue import TIER_NEW, QueueRequest
 from vtguardian.store.schema import lookup_queue, lookup_stats, reports, verdicts
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
+from vtguardian.web.app import create_app
+from vtguardian.web.panel_data import run_panel
 
 # A shortened "minute" so pauses after a 429 (one minute, escalating) last half a second.
 FAST_MINUTE = {"minute_seconds": 0.5, "safety_seconds": 0.05}
@@ -152,6 +158,53 @@ def test_expired_answers_of_iocs_still_seen_are_requeued(engine, db_url, vt_emul
     assert queued == [(ids[("domain", "still-seen.example.com")], queue.TIER_RECHECK)]
 
 
+def _hit_rate(engine) -> float | None:
+    """The "Cache hit rate" panel's SQL over the last day, as the page runs it."""
+    panel = next(p for p in panels() if p.key == "cache_hit_rate")
+    now = int(time.time())
+    (result,) = run_panel(engine, panel, TimeRange(now - 86400, now + 3600, "1h"), {})
+    value = result["rows"][0][0]
+    return None if value is None else float(value)
+
+
+def test_worker_requests_count_as_cache_misses_once_each(engine, db_url, vt_emulator):
+    """After a worker drained the queue the "Cache hit rate" panel has a value (after the
+    demo it showed "-"): a VirusTotal request for an IoC without a fresh answer, new or
+    a re-check of an expired one, is a miss; one the API counted when it queued the IoC
+    is not counted again when the worker asks."""
+    ids = _queue_domains(engine, ["a.example.com", "b.example.com", "c.example.com"])
+    service = _service(engine, db_url, vt_emulator.url)
+    asyncio.run(service.run_worker(once=True))
+    assert lookup_outcomes(engine).get("cache_miss") == 3
+    assert _hit_rate(engine) == 0.0  # no hit yet, but a rate: not "-"
+    # Looked up through the API: not cached, so queued and counted as a miss right then.
+    settings = settings_for(db_url, vt_emulator.url, web={"token": "t0ken"})
+    with TestClient(create_app(settings, engine), base_url="http://127.0.0.1") as client:
+        queued = client.post(
+            "/api/v1/lookup",
+            json={"values": ["malware-c2.example.net"]},
+            headers={"Authorization": "Bearer t0ken"},
+        ).json()
+    assert queued["results"][0]["status"] == "queued"
+    asyncio.run(service.run_worker(once=True))
+    # a.example.com's answer expired while the network still talks to it: a re-check.
+    past = utcnow() - timedelta(days=8)
+    with write_transaction(engine) as connection:
+        connection.execute(
+            update(verdicts)
+            .where(verdicts.c.ioc_id == ids[("domain", "a.example.com")])
+            .values(expires_at=past, checked_at=past)
+        )
+        assert queue.requeue_stale(connection) == 1
+    asyncio.run(service.run_worker(once=True))
+    names = ["b.example.com", "B.example.com.", "malware-c2.example.net"]
+    assert [r.source for r in asyncio.run(service.lookup_values(names))] == ["cache"] * 3
+    assert len(vt_emulator.emulator.calls()) == 5
+    outcomes = lookup_outcomes(engine)
+    assert (outcomes["cache_hit"], outcomes["cache_miss"]) == (3, 3 + 1 + 1)
+    assert _hit_rate(engine) == pytest.approx(3 / 8)
+
+
 def test_an_ingest_queues_only_what_has_no_fresh_answer(engine, db_url, vt_emulator, tmp_path):
     ids = _queue_domains(engine, ["fresh.example.com", "stale.example.com"])
     asyncio.run(_service(engine, db_url, vt_emulator.url).run_worker(once=True))
@@ -235,6 +288,8 @@ def test_faults_lose_nothing_and_repeat_no_success(engine, db_url, vt_emulator):
         assert connection.execute(select(func.count()).select_from(verdicts)).scalar() == 40
         assert connection.execute(select(func.count()).select_from(lookup_queue)).scalar() == 0
         assert connection.execute(select(func.count()).select_from(reports)).scalar() == 40
+    # One miss for each IoC, however often its request was retried.
+    assert lookup_outcomes(engine)["cache_miss"] == 40
 
 
 # VTGUARDIAN_LONG_TESTS=1 runs this at the literal 20 requests per real minute (5 minutes);

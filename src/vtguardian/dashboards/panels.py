@@ -144,7 +144,8 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             "Cache hit rate",
             "Lookups answered from the cache, without a request.",
             "stat",
-            "SELECT SUM(CASE WHEN outcome = 'cache_hit' THEN count ELSE 0 END) / "
+            # 1.0 *: a fraction on SQLite too, where integer / integer is an integer.
+            "SELECT 1.0 * SUM(CASE WHEN outcome = 'cache_hit' THEN count ELSE 0 END) / "
             "NULLIF(SUM(CASE WHEN outcome IN ('cache_hit', 'cache_miss') THEN count ELSE 0 END), 0)"
             " AS value FROM lookup_stats WHERE $__timeFilter(hour)",
             "Overview",

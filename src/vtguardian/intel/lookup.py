@@ -22,7 +22,6 @@ from sqlalchemy.exc import DBAPIError
 
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
-from vtguardian.store import queue
 from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import VIRUSTOTAL, Flow, FlowOutcome, host_of
@@ -36,10 +35,12 @@ from vtguardian.intel.virustotal import (
 )
 from vtguardian.iocs import Classified, Classifier, IocType
 from vtguardian.quota import Budget, QuotaScheduler
+from vtguardian.store import queue
 from vtguardian.store.answers import (
     CachedVerdict,
     ReportRow,
     cached_verdicts,
+    count_claimed_miss,
     count_outcome,
     evict_beyond,
     record_answer,
@@ -176,6 +177,7 @@ class LookupService:
             )
             if recorded.history_id is not None and report.verdict in ALERT_LEVELS:
                 create_alert(connection, ioc_id, recorded.previous, recorded.history_id, now)
+            count_claimed_miss(connection, PROVIDER, ioc_id, self.worker, (*also, report), now)
             queue.complete(connection, ioc_id)
             count_outcome(connection, report.provider, report.outcome, now)
             for answer in (*also, report):

@@ -15,7 +15,13 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from vtguardian.clock import as_naive_utc
-from vtguardian.store.schema import lookup_stats, reports, verdict_history, verdicts
+from vtguardian.store.schema import (
+    lookup_queue,
+    lookup_stats,
+    reports,
+    verdict_history,
+    verdicts,
+)
 from vtguardian.store.sightings import hour_bucket
 from vtguardian.store.upsert import upsert
 
@@ -212,6 +218,40 @@ def record_cache_hits(
     eviction) and the hits are added to the hourly statistics (for the hit rate)."""
     touch(connection, ioc_ids, now)
     count_outcome(connection, provider, "cache_hit", now, count=hits)
+
+
+#: Why an IoC was queued, when whoever queued it counted its cache miss right then: a
+#: lookup through the API, an enrichment, a command-line lookup handed on to the worker.
+MISS_COUNTED_WHEN_QUEUED = frozenset({"api", "enrich", "cli"})
+
+
+def count_claimed_miss(
+    connection: Connection,
+    provider: str,
+    ioc_id: int,
+    worker: str,
+    answers: Iterable[ReportRow],
+    now: datetime,
+) -> None:
+    """A worker's request to ``provider`` for an IoC it claimed from the queue, answered
+    now: one cache miss, whether the IoC is new or a re-check of an expired answer.
+
+    Call it in the transaction that stores the answer, before the IoC leaves the queue:
+    a request retried after an error or a 429 stored nothing the first time, so it is
+    counted once. Not counted: an IoC queued by a lookup that counted its miss then
+    (``MISS_COUNTED_WHEN_QUEUED``), an answer from a provider ahead of ``provider`` (no
+    request was made), and an answer stored by a command-line lookup, which holds no
+    claim and counts its own miss.
+    """
+    if all(answer.provider != provider for answer in answers):
+        return
+    reason = connection.execute(
+        select(lookup_queue.c.reason).where(
+            lookup_queue.c.ioc_id == ioc_id, lookup_queue.c.claimed_by == worker
+        )
+    ).scalar()
+    if reason is not None and reason not in MISS_COUNTED_WHEN_QUEUED:
+        count_outcome(connection, provider, "cache_miss", now)
 
 
 def evict_beyond(connection: Connection, max_entries: int) -> int:

@@ -18,12 +18,12 @@ from sqlalchemy import Engine, select
 
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
-from vtguardian.store import queue
 from vtguardian.intel.alerts import alert_payload
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.enrich import Enricher
 from vtguardian.intel.flow import VIRUSTOTAL, Flow
 from vtguardian.iocs import Classifier
+from vtguardian.store import queue
 from vtguardian.store.answers import cached_verdicts, count_outcome
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs

@@ -46,6 +46,26 @@ from vtguardian.web.security import (
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 TYPES = ["domain", "ip", "url", "file"]
 OPENAPI_PATH = "/openapi.json"
+_NOT_KNOWN = {
+    "detail": "never seen on this network",
+    "ioc": {
+        "input": "New-Domain.Example.com.",
+        "type": "domain",
+        "value": "new-domain.example.com",
+        "registered_domain": "example.com",
+        "eligible": True,
+        "reason": None,
+    },
+}
+#: The answers for a value that is no indicator (400) or one never seen (404): the
+#: reason, and the value as classified (type, normalised value, eligible, why not).
+IOC_DETAIL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Not an indicator; `ioc.reason` says why."},
+    404: {
+        "description": "Never seen on this network; `ioc` is the value as classified.",
+        "content": {"application/json": {"example": _NOT_KNOWN}},
+    },
+}
 
 
 def plotly_path() -> Path:
@@ -167,16 +187,23 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
             "panels": panel_data(engine, window, variables, settings.virustotal.per_day),
         }
 
-    @app.get("/api/v1/iocs/{value:path}")
-    def ioc_detail(value: str) -> dict[str, Any]:
-        result = Classifier(local_suffixes=()).classify(value)
+    @app.get("/api/v1/iocs/{value:path}", responses=IOC_DETAIL_RESPONSES)
+    def ioc_detail(value: str) -> Any:
+        """One IoC, normalised and classified as ``vtguardian ioc`` does. A read only: a
+        value never seen is not stored, queued or asked about (that is a lookup)."""
+        result = classifier.classify(value)
+        classified = result.as_dict()
         if result.type is None or result.value is None:
-            raise HTTPException(status_code=400, detail=f"not an indicator: {result.reason}")
+            return JSONResponse(
+                {"detail": f"not an indicator: {result.reason}", "ioc": classified}, 400
+            )
         key = (result.type.value, result.value)
         with engine.connect() as connection:
             ioc_id = find_ioc_ids(connection, [key]).get(key)
             if ioc_id is None:
-                raise HTTPException(status_code=404, detail="never seen on this network")
+                return JSONResponse(
+                    {"detail": "never seen on this network", "ioc": classified}, 404
+                )
             verdict = connection.execute(
                 select(verdicts).where(verdicts.c.ioc_id == ioc_id)
             ).first()
@@ -209,6 +236,8 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
         return {
             "type": key[0],
             "value": key[1],
+            "eligible": result.eligible,
+            "reason": result.reason,
             "verdict": row_payload(verdict) if verdict else None,
             "reports": [row_payload(row) for row in history],
             "clients": [row_payload(row) for row in seen_by],

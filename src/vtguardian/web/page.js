@@ -78,17 +78,50 @@ function render(data) {
   });
 }
 
+let asked = 0;  // the detail last asked for: an answer that arrives after a newer ask is dropped
+
+// One path segment, percent-encoded (a URL carries / ? # %). "." and ".." would be
+// resolved away by the URL parser, so they go with a trailing space, which the server strips.
+const iocPath = value => "/api/v1/iocs/" + encodeURIComponent(value) + (/^\.{1,2}$/.test(value) ? "%20" : "");
+
+function closeButton(pane) {
+  const close = el("button", "close");
+  close.addEventListener("click", () => pane.style.display = "none");
+  return close;
+}
+
+// Nothing known about the value: never seen (404), or no indicator at all (400). The
+// box only reads, so nothing is queued; a lookup (CLI or POST /api/v1/lookup) asks.
+function notKnown(pane, value, status, data) {
+  const ioc = data.ioc || {};
+  pane.appendChild(el("h3", ioc.value || value));
+  if (ioc.type) pane.appendChild(el("p", "type: " + ioc.type));
+  const lines = [];
+  if (status === 404) lines.push("not seen on your network");
+  if (ioc.eligible === false) lines.push("not eligible: " + (ioc.reason || "–"));
+  if (!lines.length) lines.push(data.detail || "error: HTTP " + status);
+  lines.forEach(line => pane.appendChild(el("p", line, "notice")));
+  if (ioc.eligible) pane.appendChild(el("p", "Not looked up: this box only reads. `vtguardian lookup` asks VirusTotal.", "hint"));
+}
+
 async function detail(value) {
+  const ticket = ++asked;
   const pane = document.getElementById("detail");
   pane.replaceChildren(el("h3", value), el("p", "loading…"));
   pane.style.display = "block";
-  const response = await fetch("/api/v1/iocs/" + encodeURIComponent(value));
-  const data = await response.json();
-  pane.replaceChildren();
-  const close = el("button", "close"); close.addEventListener("click", () => pane.style.display = "none");
-  pane.appendChild(close);
+  let response, data;
+  try {
+    response = await fetch(iocPath(value));
+    data = await response.json();
+  } catch (error) {
+    if (ticket === asked) pane.replaceChildren(closeButton(pane), el("h3", value), el("p", "error: " + error.message, "notice"));
+    return;
+  }
+  if (ticket !== asked) return;
+  pane.replaceChildren(closeButton(pane));
+  if (!response.ok) { notKnown(pane, value, response.status, data); return; }
   pane.appendChild(el("h3", data.value || value));
-  if (!response.ok) { pane.appendChild(el("p", data.detail)); return; }
+  if (data.eligible === false) pane.appendChild(el("p", "not eligible: " + (data.reason || "–"), "notice"));
   const v = data.verdict || {};
   pane.appendChild(el("p", "verdict: " + (v.verdict || "pending") + "  ratio: " + fmt(v.ratio, "percentunit") + "  decided by: " + (v.decided_by || "–"), v.verdict));
   pane.appendChild(el("p", "engines that flagged it: " + ((v.engines || []).join(", ") || "none")));
@@ -123,6 +156,11 @@ async function filters() {
   data.clients.forEach(c => { const o = el("option", c.name ? c.ip + " (" + c.name + ")" : c.ip); o.value = c.ip; select.appendChild(o); });
 }
 
+document.getElementById("lookup").addEventListener("submit", event => {
+  event.preventDefault();
+  const value = document.getElementById("lookup-value").value.trim();
+  if (value) detail(value);
+});
 ["range", "threshold", "ioc_type", "client"].forEach(id => document.getElementById(id).addEventListener("change", load));
 setInterval(() => { if (document.getElementById("auto").checked) load(); }, 60000);
 filters().then(load);
