@@ -17,6 +17,7 @@ import aiohttp
 from sqlalchemy import Connection, Engine, or_, select, update
 
 from vtguardian.clock import iso_z, utcnow
+from vtguardian.retry import backoff_seconds
 from vtguardian.store.contacts import Contact, client_contacts
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import find_ioc_ids
@@ -174,7 +175,7 @@ async def deliver_pending(
                 values = {"delivered_at": utcnow(), "last_error": None}
             else:
                 result.failed += 1
-                delay = min(3600, 60 * 2**row.delivery_attempts)
+                delay = backoff_seconds(row.delivery_attempts, base=60.0, cap=3600.0)
                 values = {
                     "last_error": error[:255],
                     "next_attempt_at": now + timedelta(seconds=delay),

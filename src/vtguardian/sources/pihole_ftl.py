@@ -8,11 +8,11 @@ so a locked database is waited for, never an error; we never write to it.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vtguardian.errors import InvalidInput
+from vtguardian.retry import retrying
 from vtguardian.sources.batch import Batch
 
 # Status codes Pi-hole documents as "blocked" (docs: database/query-database).
@@ -42,14 +42,23 @@ def _client_names(connection: sqlite3.Connection) -> dict[str, str]:
 
 
 def _with_retries(action: Callable[[], list[tuple]]) -> list[tuple]:
-    for attempt in range(LOCK_RETRIES):
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise InvalidInput(f"cannot read the Pi-hole database: {exc}") from None
-            time.sleep(min(2.0, 0.1 * 2**attempt))
-    raise InvalidInput("the Pi-hole database stayed locked; try again later")
+    """``action``, waited out while Pi-hole holds its database locked (it writes every
+    minute); any other failure, or a lock that lasts, is one clear error."""
+    try:
+        for attempt in retrying(_locked, base=0.1, cap=2.0, attempts=LOCK_RETRIES):
+            with attempt:
+                return action()
+    except sqlite3.OperationalError as exc:
+        if _locked(exc):
+            raise InvalidInput("the Pi-hole database stayed locked; try again later") from None
+        raise InvalidInput(f"cannot read the Pi-hole database: {exc}") from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
 
 
 def query_batches(

@@ -9,8 +9,6 @@ are retried.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from vtguardian.config import mask_url
 from vtguardian.errors import ConfigError, DatabaseUnavailable, UserError
+from vtguardian.retry import retrying
 
 T = TypeVar("T")
 
@@ -174,18 +173,14 @@ def wait_for_database(engine: Engine, patience: float) -> None:
     off may or may not have happened.
     """
     engine.dispose()
-    deadline = time.monotonic() + patience
-    delay = 0.25
-    while True:
-        try:
-            with engine.connect() as connection:
+    try:
+        for attempt in retrying(
+            lambda exc: isinstance(exc, DBAPIError), base=0.25, cap=10.0, within=patience
+        ):
+            with attempt, engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-            return
-        except DBAPIError as exc:
-            if time.monotonic() + delay > deadline:
-                raise unavailable(engine, exc) from None
-            time.sleep(delay)
-            delay = min(10.0, delay * 2)
+    except DBAPIError as exc:
+        raise unavailable(engine, exc) from None
 
 
 @contextmanager
@@ -231,12 +226,13 @@ def run_in_transaction(engine: Engine, work: Callable[[Connection], T], attempts
     ``work`` must be safe to repeat: it runs in a fresh transaction each time and
     nothing of a failed attempt is committed.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            with write_transaction(engine) as connection:
-                return work(connection)
-        except DBAPIError as exc:
-            if attempt == attempts or not is_retryable(exc):
-                raise
-            time.sleep(min(2.0, 0.02 * 2**attempt) * random.uniform(0.5, 1.5))
-    raise AssertionError("unreachable")
+    for attempt in retrying(
+        lambda exc: isinstance(exc, DBAPIError) and is_retryable(exc),
+        base=0.04,
+        cap=2.0,
+        attempts=attempts,
+        jitter=True,  # writers that deadlocked together try again apart
+    ):
+        with attempt, write_transaction(engine) as connection:
+            return work(connection)
+    raise AssertionError("unreachable: the last attempt returns or raises")

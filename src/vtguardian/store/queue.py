@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 
+from vtguardian import retry
 from vtguardian.clock import utcnow
 from vtguardian.iocs import IocType
 from vtguardian.store.engine import is_sqlite, run_in_transaction
@@ -192,7 +193,7 @@ def release(
 
 def backoff_seconds(attempts: int, base: float) -> float:
     """30 s, 1 min, 2 min ... capped at an hour: a flaky hour never drops an item."""
-    return min(MAX_BACKOFF_SECONDS, base * 2**attempts)
+    return retry.backoff_seconds(attempts, base, MAX_BACKOFF_SECONDS)
 
 
 def queue_length(connection: Connection) -> int:
