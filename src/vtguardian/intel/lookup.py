@@ -35,6 +35,7 @@ from vtguardian.intel.virustotal import (
 )
 from vtguardian.iocs import Classified, Classifier, IocType
 from vtguardian.quota import Budget, QuotaScheduler
+from vtguardian.retry import retrying_async
 from vtguardian.store import queue
 from vtguardian.store.answers import (
     CachedVerdict,
@@ -436,23 +437,38 @@ class LookupService:
                 settled = cached_verdicts(connection, [ioc_id], utcnow())[ioc_id]
             return self._result_from_cache(item, settled, source=settled.decided_by or "flow")
         last_error = "no answer"
-        for attempt in range(DIRECT_RETRIES):
-            await self._reserve(on_wait)
+
+        async def ask() -> VtAnswer:
+            nonlocal last_error
+            await self._reserve(on_wait)  # waits out a pause after a 429 too
             try:
-                answer = await client.fetch(kind, item.value)
+                return await client.fetch(kind, item.value)
             except QuotaRefused:
                 self._count("quota")
                 self.quota.pause_after_429()
                 last_error = "VirusTotal quota exceeded"
-                continue
+                raise
             except TryLater as exc:
                 self._count("error")
                 last_error = str(exc)
-                await self._sleep(min(30.0, 2.0 * 2**attempt))
-                continue
-            except Unanswerable as exc:
-                self._store(ioc_id, _unanswerable(str(exc)))
-                return _result(item, _unanswerable(str(exc)), error=str(exc))
+                raise
+
+        try:
+            async for attempt in retrying_async(
+                lambda exc: isinstance(exc, QuotaRefused | TryLater),
+                base=2.0,
+                cap=30.0,
+                attempts=DIRECT_RETRIES,
+                sleep=self._sleep,
+            ):
+                with attempt:
+                    answer = await ask()
+        except Unanswerable as exc:
+            self._store(ioc_id, _unanswerable(str(exc)))
+            return _result(item, _unanswerable(str(exc)), error=str(exc))
+        except (QuotaRefused, TryLater):
+            pass  # queued below
+        else:
             vt_report = self.report_for(answer, kind, item.value)
             report, others = await self._after_virustotal(before, vt_report, kind, item.value)
             self._store(ioc_id, report, others)
