@@ -397,3 +397,26 @@ def test_every_ioc_type_is_looked_up(engine, db_url, vt_emulator, kind_value):
     with engine.connect() as connection:
         permalink = connection.execute(select(reports.c.permalink)).scalar()
     assert permalink.startswith("https://www.virustotal.com/gui/")
+
+
+def test_a_direct_lookup_retries_then_hands_over_to_the_worker(engine, db_url, vt_emulator):
+    """VirusTotal failing on every try: backed off, doubling, then queued at the top for
+    the worker, which answers it once VirusTotal is back. Nothing is lost."""
+    slept: list[float] = []
+
+    async def clock(seconds: float) -> None:
+        slept.append(seconds)
+
+    service = _service(engine, db_url, vt_emulator.url)
+    service._sleep = clock
+    vt_emulator.emulator.configure({"faults": {"error_rate": 1.0}})
+    failed = asyncio.run(service.lookup_values(["www.example.org"]))
+    assert failed[0].verdict == "pending" and "queued for the worker" in (failed[0].error or "")
+    assert len(vt_emulator.emulator.calls()) == 3  # DIRECT_RETRIES tries
+    assert slept == [2.0, 4.0]  # between tries, doubling; none after the last
+    with engine.connect() as connection:
+        queued = connection.execute(select(lookup_queue.c.tier, lookup_queue.c.reason)).all()
+    assert [tuple(row) for row in queued] == [(queue.TIER_ALERT, "cli")]
+    vt_emulator.emulator.configure({"faults": {"error_rate": 0.0}})
+    asyncio.run(service.run_worker(once=True))
+    assert asyncio.run(service.lookup_values(["www.example.org"]))[0].source == "cache"
