@@ -3,7 +3,7 @@
 Everything that could be sent to a third party passes through :class:`Classifier`.
 Normalisation makes the same indicator one row and one lookup however it was
 written (``Example.COM.`` and ``example.com``); the eligibility rule keeps the
-network's own names and addresses private (DESIGN.md, "Never send to a third party").
+network's own names and addresses private (README, "Security": nothing private leaves home).
 """
 
 from __future__ import annotations

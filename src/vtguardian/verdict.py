@@ -1,7 +1,7 @@
 """Turning engine counts into a verdict nobody has to be afraid of.
 
 One engine flagging a bank or an update server is a bad day for that engine,
-not a threat. So (DESIGN.md):
+not a threat. So (README, "Verdicts: why one engine is never enough"):
 
 - *malicious* needs at least ``min_malicious`` engines saying malicious AND a
   detection ratio ``malicious / (malicious + suspicious + harmless +
