@@ -46,7 +46,7 @@ def load(url: str, days: int, per_day: int, seed: int = 11) -> None:
     start = now - timedelta(days=days)
     with write_transaction(engine) as c:
         ioc_ids = ensure_iocs(c, {("domain", d): ("example.com", start, now) for d in domains})
-        client_ids = ensure_clients(c, {ip: (None, start) for ip in clients})
+        client_ids = ensure_clients(c, {ip: (None, start, now) for ip in clients})
         for n, (_key, ioc_id) in enumerate(ioc_ids.items()):
             if n % 7 == 0:  # a week of lookups
                 level = (

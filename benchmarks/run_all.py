@@ -5,6 +5,7 @@ machine they ran on, so the figures in the README can be traced to a run.
 Benchmarks share the machine with nothing else while they run: start this on
 an idle box (a test suite running beside it halves some figures).
 Usage: python benchmarks/run_all.py [--skip dashboard] [--out benchmarks/RESULTS.md]
+       [--quick]   (tiny inputs: checks every script runs, the figures mean nothing)
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ SCRIPTS = {
     "enrich": "Enrichment speed of ECS events with a warm cache",
     "dashboard": "Panel query p50/p95 over 7 and 30 days of a busy household (MariaDB)",
 }
+QUICK = {
+    "quota": ["--events", "200"],
+    "ingest": ["--events", "3000", "--naive-events", "200"],
+    "enrich": ["--events", "500"],
+    "dashboard": ["--days", "1", "--per-day", "200", "--runs", "2"],
+}
 
 
 def machine() -> str:
@@ -43,19 +50,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip", action="append", default=[], choices=list(SCRIPTS))
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--quick", action="store_true", help="tiny inputs, to check they run")
     args = parser.parse_args()
-    sections = []
+    sections, failed = [], []
     for name, what in SCRIPTS.items():
         if name in args.skip:
             continue
         print(f"== {name}: {what}", flush=True)
         started = time.perf_counter()
         completed = subprocess.run(
-            [sys.executable, str(HERE / f"{name}.py")], capture_output=True, text=True
+            [sys.executable, str(HERE / f"{name}.py"), *(QUICK[name] if args.quick else [])],
+            capture_output=True,
+            text=True,
         )
         seconds = time.perf_counter() - started
         output = completed.stdout.strip() or "(no output)"
         if completed.returncode != 0:
+            failed.append(name)
             output += (
                 f"\n\nFAILED with exit code {completed.returncode}:\n{completed.stderr[-2000:]}"
             )
@@ -70,6 +81,8 @@ def main() -> None:
         "are in each script's docstring and in the README.\n\n" + "\n".join(sections)
     )
     print(f"written {args.out}")
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -38,3 +38,43 @@ def test_ingest_benchmark_prints_rates_ratios_and_the_cpu_bound() -> None:
         assert float(best) > 0
     assert "MariaDB server" in bounds[1][0]  # the server runs on this machine here
     assert re.search(r"naive SELECT\+INSERT/line: +[\d,]+ events/s", output)
+
+
+def _run(script: str, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=240,
+    ).stdout
+
+
+@pytest.mark.mariadb
+def test_dashboard_benchmark_prints_every_panel_and_the_worst_p95() -> None:
+    output = _run("dashboard.py", "--days", "1", "--per-day", "200", "--runs", "2")
+    assert "exposed_clients" in output and "pihole_volume" in output
+    assert re.search(r"worst p95: \d+\.\d ms \(target < 100 ms\)", output), output
+
+
+def test_enrich_benchmark_prints_its_rate_and_the_ratio() -> None:
+    output = _run("enrich.py", "--events", "500")
+    assert "500 events, warm cache" in output
+    assert re.search(r"vtguardian enrich: +[\d,]+ events/s +ratio \d+\.\d+", output), output
+
+
+def test_quota_benchmark_prints_requests_per_ioc_and_the_alerted_iocs_place() -> None:
+    output = _run("quota.py", "--events", "200")
+    assert re.search(r"vtguardian: \d+ requests -> 1\.00 per IoC", output), output
+    assert "alerted IoC was request #1" in output
+
+
+def test_run_all_runs_the_scripts_and_writes_their_results(tmp_path) -> None:
+    """The two slow scripts are run by their own tests above."""
+    out = tmp_path / "RESULTS.md"
+    output = _run(
+        "run_all.py", "--quick", "--skip", "ingest", "--skip", "dashboard", "--out", str(out)
+    )
+    assert "FAILED" not in output
+    written = out.read_text()
+    assert "## quota:" in written and "## enrich:" in written and "Machine: " in written
