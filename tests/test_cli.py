@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
+import typing
 
 import pytest
 
 from helpers import VTGUARDIAN, chromium, gravity_db, run_cli, stat_value
+
+
+def _import_cli():
+    """``vtguardian.cli`` imported without COLUMNS and LINES (pytest-xdist's workers
+    set COLUMNS=80): its consoles would otherwise keep that width for every run_cli
+    in this process, and tables would wrap whatever width a test asks for."""
+    sizes = {key: os.environ.pop(key) for key in ("COLUMNS", "LINES") if key in os.environ}
+    try:
+        return importlib.import_module("vtguardian.cli")
+    finally:
+        os.environ.update(sizes)
+
+
+cli = _import_cli()
 
 COMMANDS = [
     [],
@@ -176,3 +195,96 @@ def test_demo_real_without_a_key_is_one_clear_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "vtguardian: --real needs your VirusTotal API key in VT_API_KEY"
     ]
+
+
+def _help_as_written(typer_app, path=()):
+    """(command, its help texts as written in the code) for every command: the
+    docstring and the help of each argument and option."""
+    for info in typer_app.registered_commands:
+        texts = [info.help or inspect.getdoc(info.callback) or ""]
+        for hint in typing.get_type_hints(info.callback, include_extras=True).values():
+            texts += [m.help for m in getattr(hint, "__metadata__", ()) if getattr(m, "help", None)]
+        yield (*path, info.name), texts
+    for group in typer_app.registered_groups:
+        yield from _help_as_written(group.typer_instance, (*path, group.name))
+
+
+BRACKETED = {
+    command: words
+    for command, texts in _help_as_written(cli.app)
+    if (words := {w.rstrip(".,;:") for t in texts for w in re.findall(r"\S*\[\S*", t)})
+}
+
+
+def test_help_texts_with_brackets_are_found():
+    assert BRACKETED[("run",)] == {"[[ingest.sources]]"}
+    assert "[[ingest.sources]]" in BRACKETED[("ingest",)]
+
+
+@pytest.mark.parametrize("command", sorted(BRACKETED), ids=" ".join)
+def test_help_prints_brackets_as_written(command):
+    """Rich read ``[[ingest.sources]]`` as markup: ``run --help`` printed ``follow []``."""
+    result = run_cli(*command, "--help", env={"COLUMNS": "1000"})
+    assert result.returncode == 0, result.stderr
+    for word in BRACKETED[command]:
+        assert word in result.stdout, (word, result.stdout)
+
+
+def test_root_help_lists_run_with_its_sources():
+    result = run_cli("--help", env={"COLUMNS": "1000"})
+    assert "follow [[ingest.sources]], look up" in result.stdout
+
+
+def test_vt_emulator_on_a_taken_port_is_one_line():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli("vt-emulator", "--port", str(port), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"vtguardian: --port {port}: cannot listen on 127.0.0.1: Address already in use"
+    ]
+    assert result.stdout == ""  # not announced on a port it never had
+
+
+def test_ingest_reports_hits_and_new_iocs(sqlite_url, tmp_path):
+    """``--json`` said ``sightings`` for the hits summed and ``iocs`` for the IoCs new
+    to the database; the keys and the summary line now say what they count."""
+    path = tmp_path / "iocs.txt"
+    path.write_text("8.8.8.8\n8.8.8.8\nexample.com\nprinter.local\n")
+    env = {"VTGUARDIAN_DATABASE__URL": sqlite_url}
+    first = run_cli("ingest", "--json", "-s", "plain", str(path), env=env)
+    assert first.returncode == 0, first.stderr
+    totals = json.loads(first.stdout)
+    assert list(totals) == [
+        "lines",
+        "events",
+        "new_iocs",
+        "hits",
+        "skipped_private",
+        "invalid",
+        "errors",
+        "held",
+    ]
+    assert (totals["hits"], totals["new_iocs"], totals["skipped_private"]) == (3, 2, 1)
+    path.write_text(path.read_text() * 2)  # the same IoCs again: hits, nothing new
+    again = run_cli("ingest", "-s", "plain", str(path), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "4 lines, 4 events: 3 IoC hits, 0 new IoCs; 1 private/local skipped" in again.stdout
+
+
+def test_demo_devices_are_counted_and_the_first_named():
+    eight = ",".join(f"192.168.1.{n}" for n in range(20, 28))
+    assert cli.demo.devices_summary(eight) == "8 devices: 192.168.1.20, 192.168.1.21, …"
+    assert cli.demo.devices_summary("192.168.1.16") == "192.168.1.16"
+    assert cli.demo.devices_summary("laptop,192.168.1.16") == "laptop, 192.168.1.16"
+    assert cli.demo.devices_summary("") == ""
+    hostile = "a\x1b[2J,b,c"  # a device name from Pi-hole's database
+    assert cli.demo.devices_summary(hostile) == "3 devices: a\\x1b[2J, b, …"
+
+
+def test_json_output_is_one_value_per_line(capsys):
+    cli.output.print_json({"a": [1, "x\x1b"]})
+    cli.output.print_json_lines([{"b": 1}, {"c": None}])
+    cli.output.print_json({"d": 1}, indent=True)
+    printed = capsys.readouterr().out
+    assert printed == '{"a":[1,"x\\u001b"]}\n{"b":1}\n{"c":null}\n{\n  "d": 1\n}\n'

@@ -50,7 +50,7 @@ def test_bad_lines_are_recorded_with_their_offset_and_valid_ones_kept(engine, tm
     path = tmp_path / "eve.json"
     path.write_bytes(bytes(content))
     totals = ingest(engine, "suricata", path)
-    assert totals.sightings == valid and totals.events >= valid
+    assert totals.hits == valid and totals.events >= valid
     assert totals.errors == len(bad_lines)
     assert sum(stored_hits(engine).values()) == valid
     with engine.connect() as connection:
@@ -68,12 +68,12 @@ def test_bad_lines_are_recorded_with_their_offset_and_valid_ones_kept(engine, tm
 def test_second_run_resumes_and_appended_lines_are_read_once(engine, tmp_path):
     path = tmp_path / "eve.json"
     path.write_bytes(b"".join(_dns_query(n) for n in range(10)))
-    assert ingest(engine, "suricata", path).sightings == 10
+    assert ingest(engine, "suricata", path).hits == 10
     assert ingest(engine, "suricata", path).lines == 0
     with path.open("ab") as handle:
         handle.write(b"".join(_dns_query(n) for n in range(10, 15)))
     again = ingest(engine, "suricata", path)
-    assert (again.lines, again.sightings) == (5, 5)
+    assert (again.lines, again.hits) == (5, 5)
     assert sum(stored_hits(engine).values()) == 15
 
 
@@ -142,8 +142,8 @@ def test_rotated_files_are_backfilled_once_on_first_sight(engine, tmp_path):
         handle.write(b"".join(_dns_query(n) for n in range(0, 5)))
     (tmp_path / "eve.json.1").write_bytes(b"".join(_dns_query(n) for n in range(5, 12)))
     path.write_bytes(b"".join(_dns_query(n) for n in range(12, 20)))
-    assert ingest(engine, "suricata", path).sightings == 20
-    assert ingest(engine, "suricata", path).sightings == 0
+    assert ingest(engine, "suricata", path).hits == 20
+    assert ingest(engine, "suricata", path).hits == 0
     assert sum(stored_hits(engine).values()) == 20
 
 

@@ -72,7 +72,7 @@ def test_zeek_dns_tsv(engine):
     totals = ingest(engine, "zeek", path)
     expected = _expected_zeek_dns(_zeek_tsv_rows(path))
     assert stored_hits(engine) == expected
-    assert totals.iocs == len(expected) and totals.sightings == sum(expected.values())
+    assert totals.new_iocs == len(expected) and totals.hits == sum(expected.values())
     assert totals.events == 300 and totals.errors == 0
 
 
@@ -159,7 +159,7 @@ def test_suricata_fileinfo_without_hashes_gives_no_iocs(engine):
     totals = ingest(
         engine, "suricata", TEST_DATA / "suricata/output-eve-fileinfo.expected.eve.json"
     )
-    assert totals.events == 1 and totals.iocs == 0 and totals.errors == 0
+    assert totals.events == 1 and totals.new_iocs == 0 and totals.errors == 0
 
 
 def _eve(event_type: str, **fields) -> bytes:
@@ -560,4 +560,4 @@ def test_pihole_ftl_waits_for_a_locked_database(engine, tmp_path):
     assert not done.wait(0.8)  # waiting, not failing
     ftl.rollback()
     worker.join(timeout=30)
-    assert result["totals"].sightings == 1
+    assert result["totals"].hits == 1

@@ -98,7 +98,7 @@ def test_any_raw_values_flush_into_the_store(engine_sqlite, values):
         batch.see("", value, "192.168.1.9", 1_714_557_600.0)
     totals = Totals()
     flush(engine_sqlite, batch, Classifier(), totals)
-    assert totals.sightings + totals.skipped_private + totals.invalid == len(values)
+    assert totals.hits + totals.skipped_private + totals.invalid == len(values)
 
 
 @pytest.fixture(scope="module")

@@ -168,7 +168,7 @@ def test_a_log_rotated_twice_while_down_loses_no_generation(db_url, tmp_path, ro
 def test_memory_kept_across_batches_does_not_grow_with_distinct_iocs(engine, tmp_path):
     """40,000 distinct public addresses in batches of 1,000: the objects alive after
     each stored batch must not pile up batch after batch (they did: every IoC of
-    the run was kept in ``Totals.seen``, two objects each), and ``iocs`` still
+    the run was kept in ``Totals.seen``, two objects each), and ``new_iocs`` still
     counts each IoC once.
 
     Addresses, not names: splitting a name caches its suffix in ``iocs.py`` (up to
@@ -187,7 +187,7 @@ def test_memory_kept_across_batches_does_not_grow_with_distinct_iocs(engine, tmp
         batch_lines=1_000,
         on_progress=lambda _done: alive.append(sys.getallocatedblocks()),
     )
-    assert totals.sightings == distinct and totals.iocs == distinct
+    assert totals.hits == distinct and totals.new_iocs == distinct
     assert len(alive) == distinct // 1_000
     # After the first few batches (statement caches, the connection pool) nothing
     # should be added: today's bound is a tenth of an object per distinct IoC.
@@ -198,7 +198,7 @@ def test_memory_kept_across_batches_does_not_grow_with_distinct_iocs(engine, tmp
     more = tmp_path / "more.txt"
     more.write_text("".join(f"23.{n >> 16}.{(n >> 8) & 255}.{n & 255}\n" for n in range(41_000)))
     again = ingest(engine, "plain", more, batch_lines=1_000)
-    assert (again.sightings, again.iocs) == (41_000, 1_000)
+    assert (again.hits, again.new_iocs) == (41_000, 1_000)
 
 
 # --- 8. a rotated .gz backfilled in linear time; a one-off ingest that hears SIGTERM -----
@@ -225,7 +225,7 @@ def test_a_rotated_gz_is_decompressed_once_not_once_per_batch(engine, tmp_path):
         totals = ingest(engine, "plain", path, batch_lines=50)
     finally:
         sys.setprofile(None)
-    assert totals.sightings == 5_001
+    assert totals.hits == 5_001
     assert restarts <= 2, f"the gzip stream restarted {restarts} times for 100 batches"
 
 

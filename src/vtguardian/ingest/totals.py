@@ -19,8 +19,10 @@ class Totals:
     #: nothing kept in between: a set of every IoC of the run grew for the life
     #: of a follower. An IoC already stored, by an earlier run or a lookup, is
     #: not counted; on a fresh database this is every distinct IoC read.
-    iocs: int = 0
-    sightings: int = 0
+    new_iocs: int = 0
+    #: IoCs read and stored, each time it was seen (the hits the hourly sightings
+    #: add up); private, local and invalid values are counted below instead.
+    hits: int = 0
     skipped_private: int = 0
     invalid: int = 0
     errors: int = 0

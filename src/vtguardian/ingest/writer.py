@@ -109,8 +109,8 @@ def store(
     added = run_in_transaction(engine, work)
     totals.lines += prepared.lines
     totals.events += prepared.events
-    totals.iocs += added
-    totals.sightings += prepared.hits
+    totals.new_iocs += added
+    totals.hits += prepared.hits
     totals.skipped_private += prepared.skipped
     totals.invalid += prepared.invalid
     totals.errors += len(prepared.errors)

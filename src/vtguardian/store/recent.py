@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, select
 
-from vtguardian.store.schema import iocs
+from vtguardian.store.schema import actions, alerts, iocs
 
 
 def recent_with_ioc(engine: Engine, table: Table, limit: int) -> list[Any]:
@@ -17,3 +17,13 @@ def recent_with_ioc(engine: Engine, table: Table, limit: int) -> list[Any]:
             .order_by(table.c.id.desc())
             .limit(limit)
         ).all()
+
+
+def recent_alerts(engine: Engine, limit: int) -> list[Any]:
+    """The newest ``limit`` alerts, newest first, each with its IoC's type and value."""
+    return recent_with_ioc(engine, alerts, limit)
+
+
+def recent_actions(engine: Engine, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` blocks and unblocks, newest first, as column: value."""
+    return [dict(row._mapping) for row in recent_with_ioc(engine, actions, limit)]
