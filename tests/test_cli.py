@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
@@ -16,21 +15,11 @@ import typing
 
 import pytest
 
-from helpers import VTGUARDIAN, chromium, gravity_db, run_cli, stat_value
+from helpers import VTGUARDIAN, chromium, cli_module, gravity_db, run_cli, stat_value
 
-
-def _import_cli():
-    """``vtguardian.cli`` imported without COLUMNS and LINES (pytest-xdist's workers
-    set COLUMNS=80): its consoles would otherwise keep that width for every run_cli
-    in this process, and tables would wrap whatever width a test asks for."""
-    sizes = {key: os.environ.pop(key) for key in ("COLUMNS", "LINES") if key in os.environ}
-    try:
-        return importlib.import_module("vtguardian.cli")
-    finally:
-        os.environ.update(sizes)
-
-
-cli = _import_cli()
+# Imported as run_cli imports it (without COLUMNS, which pytest-xdist's workers set), so
+# its consoles size themselves from each run's environment.
+cli = cli_module()
 
 COMMANDS = [
     [],
