@@ -89,9 +89,9 @@ def test_pending_events_are_enriched_again_and_output_once_decided(engine, emula
             select(func.count()).select_from(job_events).where(job_events.c.pending > 0)
         ).scalar()
         still = c.execute(
-            select(func.count()).select_from(job_event_iocs).where(
-                job_event_iocs.c.state == "pending"
-            )
+            select(func.count())
+            .select_from(job_event_iocs)
+            .where(job_event_iocs.c.state == "pending")
         ).scalar()
     assert left == 0 and still == 0
     lines = out.read_bytes().splitlines()

@@ -102,9 +102,7 @@ def test_a_provider_disabled_on_the_flows_page_leaves_the_next_event_to_the_next
     migrate.upgrade(engine)
     now = utcnow()
     with write_transaction(engine) as c:
-        ioc_id = ensure_iocs(c, {("domain", LISTED): ("example.net", now, now)})[
-            ("domain", LISTED)
-        ]
+        ioc_id = ensure_iocs(c, {("domain", LISTED): ("example.net", now, now)})[("domain", LISTED)]
         report = ReportRow("virustotal", "found", "malicious", ratio=0.2, total=80,
                            stats={"malicious": 16}, engines=["EngineA", "EngineB", "EngineC"],
                            analysis_date=now - timedelta(days=1))  # fmt: skip
@@ -124,8 +122,11 @@ def test_a_provider_disabled_on_the_flows_page_leaves_the_next_event_to_the_next
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
     def send(base: str, n: int) -> dict[str, Any]:
-        event = {"@timestamp": "2026-12-05T06:00:00Z", "message": f"event {n}",
-                 "destination": {"domain": LISTED}, "dns": {"question": {"name": LISTED}}}  # fmt: skip
+        event = {
+            "@timestamp": "2026-12-05T06:00:00Z",
+            "message": f"event {n}",
+            "dns": {"question": {"name": LISTED}},
+        }
         answer = httpx.post(f"{base}/api/v1/jobs/edr/events", json=event, headers=auth)
         assert answer.status_code == 200, answer.text
         return answer.json()
@@ -139,7 +140,8 @@ def test_a_provider_disabled_on_the_flows_page_leaves_the_next_event_to_the_next
             await _click(page, "li.flow-step[data-provider=feeds] input[type=checkbox]")
             seen["saved"] = await page.wait_for(
                 "document.getElementById('flow-message').innerText.startsWith('saved') && "
-                "document.getElementById('flow-message').innerText", "the flow to be saved"
+                "document.getElementById('flow-message').innerText",
+                "the flow to be saved",
             )
             seen["second"] = send(base, 2)
             await page.evaluate("location.hash = '#explorer'")

@@ -56,4 +56,3 @@ def read_chunk(path: str, position: int, known: str | None, limit: int = READ_BY
     # Of the bytes read so far, the first FINGERPRINT_BYTES: they no longer change.
     consumed = fingerprint(head[:new_position]) or known
     return Chunk(whole.splitlines(), new_position, consumed, max(0, size - new_position))
-

@@ -145,4 +145,3 @@ class Outputs:
             lambda c: store.mark_emitted(c, self.job_id, seqs, store.OUT_WEBHOOK),
         )
         return len(rows)
-

@@ -11,7 +11,7 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from vtguardian.clock import iso_z, utcnow
+from vtguardian.clock import as_naive_utc, iso_z, utcnow
 from vtguardian.config import FlowStep, JobSettings, Settings, describe_validation_error
 from vtguardian.errors import UserError
 from vtguardian.iocs import Classifier
@@ -22,6 +22,8 @@ from vtguardian.store import jobs as store
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import find_ioc_ids
 
+#: Seconds without a runner's round after which a "running" job is reported stopped.
+STALE = 60.0
 LEVELS = ("malicious", "suspicious", "harmless", "unknown", "pending")
 
 
@@ -46,8 +48,14 @@ def status(engine: Engine, settings: Settings, job_id: str | None = None) -> lis
     if job_id is not None and not rows:
         raise NoSuchJob(job_id)
     result = []
+    now = utcnow()
     for row in rows:
         job = JobSettings(**row.definition)
+        state, reason = row.state, row.reason
+        heartbeat = as_naive_utc(row.heartbeat_at)
+        if state == "running" and (heartbeat is None or (now - heartbeat).total_seconds() > STALE):
+            # Its runner went away without a word (a kill, a demo that ended).
+            state, reason = "stopped", f"no runner since {iso_z(heartbeat)}"
         flow_counts = row.flow_counts or {}
         steps = effective_flow(settings, job, row.flow)
         result.append(
@@ -56,8 +64,8 @@ def status(engine: Engine, settings: Settings, job_id: str | None = None) -> lis
                 "title": row.title,
                 "origin": row.origin,
                 "enabled": bool(row.enabled),
-                "state": row.state,
-                "reason": row.reason,
+                "state": state,
+                "reason": reason,
                 "input": job.input.model_dump(mode="json"),
                 "outputs": {
                     "file": job.outputs.file,
@@ -165,8 +173,6 @@ def _time(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UserError(f"not a time: {value!r} (ISO 8601)") from None
-    from vtguardian.clock import as_naive_utc
-
     return as_naive_utc(moment)
 
 

@@ -125,7 +125,9 @@ def pending_iocs(connection: Connection, job_id: str, limit: int = 5000) -> list
         .limit(limit)
         .subquery()
     )
-    query = select(iocs.c.id, iocs.c.type, iocs.c.value).join(pending, pending.c.ioc_id == iocs.c.id)
+    query = select(iocs.c.id, iocs.c.type, iocs.c.value).join(
+        pending, pending.c.ioc_id == iocs.c.id
+    )
     return list(connection.execute(query))
 
 
@@ -259,9 +261,7 @@ def prune(connection: Connection, job_id: str, before: datetime, keep: int) -> i
     if cut <= 0:
         return 0
     connection.execute(
-        delete(job_event_iocs).where(
-            job_event_iocs.c.job_id == job_id, job_event_iocs.c.seq <= cut
-        )
+        delete(job_event_iocs).where(job_event_iocs.c.job_id == job_id, job_event_iocs.c.seq <= cut)
     )
     return int(
         connection.execute(

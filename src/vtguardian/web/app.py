@@ -33,6 +33,7 @@ from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.schema import actions, clients, reports, sightings, verdicts
 from vtguardian.web.api import add_api_routes, row_payload
 from vtguardian.web.jobs_api import add_job_routes
+from vtguardian.web.jobs_metrics import render_job_metrics
 from vtguardian.web.metrics import render_metrics
 from vtguardian.web.panel_data import panel_data
 from vtguardian.web.security import (
@@ -134,7 +135,8 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(render_metrics(engine, quota), media_type=CONTENT_TYPE_LATEST)
+        body = render_metrics(engine, quota) + render_job_metrics(engine, settings)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     classifier = Classifier.from_settings(settings)
 
