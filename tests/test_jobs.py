@@ -137,3 +137,121 @@ def test_a_crash_after_writing_the_output_does_not_write_twice(engine, emulator,
     again = out.read_bytes().splitlines()
     assert len(again) == len(first.splitlines())  # cut back, then written once more
     assert sorted(again) == sorted(first.splitlines())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_run_runs_the_enabled_jobs_and_the_cli_starts_and_stops_them(tmp_path, vt_emulator):
+    """``vtguardian run`` as a user starts it: the job follows eve.json, the worker looks
+    the C2 domain up, the output gets the alert decided; the HTTP job takes events with
+    the token; ``job stop`` stops a job at the runner's next round."""
+    import os
+    import signal
+    import subprocess
+
+    import httpx
+
+    from helpers import VTGUARDIAN, wait_for
+    from vtguardian.testing.vt_emulator import DEFAULT_KEY
+
+    eve = tmp_path / "eve.json"
+    eve.write_bytes(b"")
+    out = tmp_path / "alerts.ndjson"
+    port = _free_port()
+    config = tmp_path / "vtguardian.toml"
+    config.write_text(
+        f"""
+[database]
+url = "sqlite:///{tmp_path / "vtguardian.db"}"
+
+[virustotal]
+api_key = "{DEFAULT_KEY}"
+host = "{vt_emulator.url}"
+per_minute = 1000
+
+[ingest]
+poll_seconds = 0.2
+
+[web]
+port = {port}
+token = "job-daemon-token"
+
+[[jobs]]
+id = "alerts"
+input = {{ type = "suricata", path = "{eve}" }}
+outputs = {{ file = "{out}" }}
+
+[[jobs]]
+id = "shipper"
+input = {{ type = "http" }}
+"""
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VTGUARDIAN_")}
+    env.pop("VT_API_KEY", None)
+    log = tmp_path / "run.log"
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([*VTGUARDIAN, "--config", str(config), "job", *args], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    process = subprocess.Popen([*VTGUARDIAN, "--config", str(config), "run"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=log.open("ab"))  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get(f"{base}/healthz"), 30, "the web app")
+        alert = {
+            "timestamp": "2026-12-05T06:00:00.000000+0000", "event_type": "alert",
+            "src_ip": "192.168.1.13", "dest_ip": "203.0.113.9", "proto": "TCP",
+            "alert": {"signature_id": 1, "signature": "C2 beacon", "severity": 1},
+            "tls": {"sni": "malware-c2.example.net"},
+        }  # fmt: skip
+        flow = {"timestamp": "2026-12-05T06:00:01+0000", "event_type": "flow",
+                "src_ip": "192.168.1.13", "dest_ip": "203.0.113.9"}  # fmt: skip
+        with eve.open("ab") as handle:
+            handle.write(orjson.dumps(flow) + b"\n" + orjson.dumps(alert) + b"\n")
+        written = wait_for(lambda: out.exists() and out.read_bytes(), 60, "the job's output")
+        doc = orjson.loads(written.splitlines()[0])
+        assert doc["vtguardian"]["is_malicious"] is True
+        assert doc["alert"]["signature"] == "C2 beacon"
+        auth = {"Authorization": "Bearer job-daemon-token"}
+        refused = httpx.post(f"{base}/api/v1/jobs/shipper/events", json={"url": {"full": "x"}})
+        assert refused.status_code == 401
+        sent = httpx.post(
+            f"{base}/api/v1/jobs/shipper/events",
+            headers={**auth, "Content-Type": "application/x-ndjson"},
+            content=b'{"dns":{"question":{"name":"malware-c2.example.net"}}}\nnot json\n',
+        )
+        assert sent.json() == {"accepted": 1, "skipped": 1, "malicious": 1, "pending": 0,
+                               "first_event": 1}  # fmt: skip
+        status = cli("status")
+        assert "alerts: running" in status and "shipper: running" in status, status
+        assert "events in 1" in status  # the alert; the flow record is not the job's kind
+        assert "stops at the next round" in cli("stop", "shipper")
+        wait_for(lambda: "shipper: stopped" in cli("status", "shipper"), 30, "the stop")
+        stopped = httpx.post(f"{base}/api/v1/jobs/shipper/events", headers=auth, json={})
+        assert stopped.status_code == 409
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'vtguardian_job_events{job="alerts",kind="malicious"} 1.0' in metrics
+        assert 'vtguardian_job_state{job="shipper",state="stopped"} 1.0' in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+    assert len(out.read_bytes().splitlines()) == 1  # once
+
+
+def _get(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
