@@ -73,7 +73,16 @@ class FieldReader:
         found: list[Atom] = []
         memo = self._memo
         for field, parts in self.paths:
-            for item in values_at(event, parts, field):
+            value: Any = event
+            for part in parts:  # nested objects, the common shape: walked directly
+                value = value.get(part) if value.__class__ is dict else None
+                if value is None:
+                    break
+            if value.__class__ is str:
+                items: list[Any] = [value]
+            else:  # lists (dns.queries[].rrname), dotted keys, or nothing there
+                items = values_at(event, parts, field)
+            for item in items:
                 if item.__class__ is not str or not item:
                     continue
                 ioc = memo.get(item, False)

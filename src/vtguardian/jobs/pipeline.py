@@ -183,13 +183,14 @@ class JobPipeline:
         first: int,
         now: datetime,
         result: BatchResult,
-    ) -> tuple[list[dict], list[dict], dict[str, list[int]], set[int]]:
-        rows: list[dict] = []
-        ioc_rows: list[dict] = []
+    ) -> tuple[list[tuple], list[tuple], dict[str, list[int]], set[int]]:
+        rows: list[tuple] = []
+        ioc_rows: list[tuple] = []
         counts: dict[str, list[int]] = {}
         pending_ids: set[int] = set()
         job_id = self.job.id
         emitted = self.initial_emitted
+        received = store.stamp(now)
         for offset, ((_event, line), per_event) in enumerate(zip(events, atoms, strict=True)):
             seq = first + offset
             states = []
@@ -207,30 +208,21 @@ class JobPipeline:
                         counts.setdefault(name, [0, 0])[0] += 1
                     counts.setdefault(provider, [0, 0])[1] += 1
                 states.append(state)
-                ioc_rows.append(
-                    {
-                        "job_id": job_id,
-                        "seq": seq,
-                        "ioc_id": ioc_id,
-                        "field": field_name[:128],
-                        "state": state,
-                        "provider": provider,
-                    }
-                )
+                ioc_rows.append((job_id, seq, ioc_id, field_name[:128], state, provider))
             level = worst(states)
             result.malicious += level == "malicious"
             result.pending += pending > 0
             rows.append(
-                {
-                    "job_id": job_id,
-                    "seq": seq,
-                    "received_at": now,
-                    "result": level,
-                    "is_malicious": level == "malicious",
-                    "pending": min(pending, 32_000),
-                    "emitted": emitted,
-                    "raw": line.decode(),
-                }
+                (
+                    job_id,
+                    seq,
+                    received,
+                    level,
+                    level == "malicious",
+                    min(pending, 32_000),
+                    emitted,
+                    line.decode(),
+                )
             )
         return rows, ioc_rows, counts, pending_ids
 
