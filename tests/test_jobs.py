@@ -255,3 +255,180 @@ def _get(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+TOKEN = "jobs-api-token"
+
+
+def _record(engine, kind: str, value: str, verdict: str, engines: list[str]) -> None:
+    from datetime import timedelta
+
+    from vtguardian.clock import utcnow
+    from vtguardian.store.answers import ReportRow, record_answer
+    from vtguardian.store.engine import write_transaction
+    from vtguardian.store.entities import ensure_iocs
+
+    now = utcnow()
+    with write_transaction(engine) as c:
+        ioc_id = ensure_iocs(c, {(kind, value): (None, now, now)})[(kind, value)]
+        report = ReportRow("virustotal", "found", verdict, ratio=0.1, total=90,
+                           stats={"malicious": len(engines)}, engines=engines)  # fmt: skip
+        record_answer(c, ioc_id, report, timedelta(days=1), now)
+
+
+def test_the_api_defines_a_job_takes_events_and_filters_them(engine, tmp_path):
+    """A job made through the API; JSON and NDJSON events in with the token; the
+    Explorer's filters (is_malicious, result, IoC value, field, time) and one event's
+    Overview, Structured and Raw; hostile values come back as the same text."""
+    import httpx
+
+    from helpers import served
+    from vtguardian.web.app import create_app
+
+    url = engine.url.render_as_string(hide_password=False)
+    settings = settings_for(url, "http://127.0.0.1:9", web={"token": TOKEN})
+    _record(engine, "domain", "bad.example.net", "malicious", ["EngineA", "EngineB", "EngineC"])
+    _record(engine, "domain", "fine.example.org", "harmless", [])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    hostile = "<img src=x onerror=alert(1)>"
+    with served(create_app(settings, engine)) as base:
+        job = {"id": "shipper", "title": "Vector", "input": {"type": "http"},
+               "flow": [{"provider": "virustotal"}]}  # fmt: skip
+        assert httpx.post(f"{base}/api/v1/jobs", json=job).status_code == 401
+        made = httpx.post(f"{base}/api/v1/jobs", json=job, headers=auth)
+        assert made.status_code == 200, made.text
+        assert made.json()["origin"] == "api" and made.json()["flow"][0]["provider"] == "virustotal"
+        bad_id = httpx.post(f"{base}/api/v1/jobs", json={**job, "id": "../x"}, headers=auth)
+        assert bad_id.status_code == 400 and "id" in bad_id.json()["detail"]
+        events = [
+            {"message": hostile, "url": {"domain": "bad.example.net"}},
+            {"message": "clean", "dns": {"question": {"name": "fine.example.org"}}},
+            {"message": "new", "dns": {"question": {"name": "never-seen.example.com"}}},
+        ]
+        sent = httpx.post(f"{base}/api/v1/jobs/shipper/events", json=events, headers=auth)
+        assert sent.json() == {"accepted": 3, "skipped": 0, "malicious": 1, "pending": 1,
+                               "first_event": 1}  # fmt: skip
+        broken = httpx.post(f"{base}/api/v1/jobs/shipper/events", content=b"{", headers=auth)
+        assert broken.status_code == 400
+        missing = httpx.post(f"{base}/api/v1/jobs/nope/events", json={}, headers=auth)
+        assert missing.status_code == 404
+
+        def seqs(**params) -> list[int]:
+            answer = httpx.get(f"{base}/api/v1/jobs/shipper/events", params=params)
+            assert answer.status_code == 200, answer.text
+            return [item["seq"] for item in answer.json()["items"]]
+
+        assert seqs() == [3, 2, 1]  # newest first
+        assert seqs(is_malicious="true") == [1]
+        assert seqs(result="pending") == [3]
+        assert seqs(result="harmless") == [2]
+        assert seqs(ioc="BAD.example.net.") == [1]  # normalised as the store has it
+        assert seqs(ioc="unknown.example") == []
+        assert seqs(field="dns.question.name") == [3, 2]
+        assert seqs(since="2000-01-01T00:00:00Z", until="2000-01-02T00:00:00Z") == []
+        assert seqs(since="2000-01-01T00:00:00Z") == [3, 2, 1]
+        assert seqs(before=3) == [2, 1]
+        detail = httpx.get(f"{base}/api/v1/jobs/shipper/events/1").json()
+        (ioc,) = detail["overview"]
+        assert (ioc["field"], ioc["value"], ioc["verdict"]) == (
+            "url.domain", "bad.example.net", "malicious"
+        )  # fmt: skip
+        assert ioc["engines"] == ["EngineA", "EngineB", "EngineC"]
+        assert ioc["provider"] == "virustotal"
+        assert detail["structured"]["vtguardian"]["is_malicious"] is True
+        assert detail["raw"] == events[0]  # as received, hostile text and all
+        listed = httpx.get(f"{base}/api/v1/jobs").json()["items"][0]
+        assert (listed["events_in"], listed["malicious"], listed["pending"]) == (3, 1, 1)
+        stop = httpx.post(f"{base}/api/v1/jobs/shipper/stop", headers=auth)
+        assert stop.json()["enabled"] is False
+        refused = httpx.post(f"{base}/api/v1/jobs/shipper/events", json={}, headers=auth)
+        assert refused.status_code == 409
+        bad_flow = httpx.put(f"{base}/api/v1/jobs/shipper/flow", headers=auth,
+                             json={"flow": [{"provider": "nobody"}]})  # fmt: skip
+        assert bad_flow.status_code == 422 or bad_flow.status_code == 400
+
+
+def test_retention_keeps_the_newest_events_and_a_rotated_file_is_read_from_its_start(
+    engine, tmp_path
+):
+    from vtguardian.jobs.runner import sync_config_jobs
+
+    url = engine.url.render_as_string(hide_password=False)
+    log = tmp_path / "events.ndjson"
+    lines = [orjson.dumps({"message": f"event {n}"}) + b"\n" for n in range(10)]
+    log.write_bytes(b"".join(lines[:6]) + b'{"message": "half')  # a line still being written
+    job = {"id": "ecs", "input": {"type": "ecs", "path": str(log)},
+           "retention": {"max_events": 4}, "flow": [{"provider": "allowlist"}]}  # fmt: skip
+    settings = settings_for(url, "http://127.0.0.1:9", jobs=[job])
+    sync_config_jobs(engine, settings)
+    runner = JobRunner(settings, engine)
+    runner.round()
+
+    def kept() -> list[str]:
+        with engine.connect() as c:
+            rows = c.execute(select(job_events.c.raw).order_by(job_events.c.seq)).scalars()
+            return [orjson.loads(raw)["message"] for raw in rows]
+
+    assert kept() == [f"event {n}" for n in range(2, 6)]  # the newest 4 of 6; no half line
+    log.write_bytes(b"".join(lines[6:8]))  # rotated: a new, shorter file
+    runner.round()
+    with engine.connect() as c:
+        assert c.execute(select(jobs.c.events_in)).scalar() == 8
+    runner.contexts["ecs"].pruned_at = 0  # the retention's next round, now
+    runner.round()
+    assert kept() == ["event 4", "event 5", "event 6", "event 7"]
+
+
+def test_the_webhook_gets_each_decided_event_once_and_a_failed_post_again(engine, tmp_path):
+    import http.server
+    import threading
+
+    from vtguardian.jobs.runner import sync_config_jobs
+
+    received: list[bytes] = []
+    failures = [1]  # the first POST fails
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if failures:
+                failures.pop()
+                self.send_response(503)
+            else:
+                received.append(body)
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = engine.url.render_as_string(hide_password=False)
+        _record(engine, "domain", "bad.example.net", "malicious", ["A", "B", "C"])
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        job = {"id": "hooked", "input": {"type": "http"}, "outputs": {"webhook_url": hook},
+               "flow": [{"provider": "virustotal"}]}  # fmt: skip
+        settings = settings_for(url, "http://127.0.0.1:9", jobs=[job])
+        sync_config_jobs(engine, settings)
+        from vtguardian.iocs import Classifier
+        from vtguardian.jobs.service import Receiver
+
+        Receiver(settings, engine, Classifier()).receive(
+            "hooked", b'{"url":{"domain":"bad.example.net"}}\n{"message":"none"}\n', True
+        )
+        runner = JobRunner(settings, engine)
+        runner.round()
+        with engine.connect() as c:
+            state = c.execute(select(jobs.c.state, jobs.c.reason)).one()
+        assert state[0] == "failed" and "webhook" in state[1]
+        runner.round()
+        runner.round()
+        with engine.connect() as c:
+            assert c.execute(select(jobs.c.state)).scalar() == "running"
+    finally:
+        server.shutdown()
+    assert len(received) == 1
+    docs = [orjson.loads(line) for line in received[0].splitlines()]
+    assert [d["vtguardian"]["is_malicious"] for d in docs] == [True, False]
