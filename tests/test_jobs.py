@@ -343,7 +343,7 @@ def test_the_api_defines_a_job_takes_events_and_filters_them(engine, tmp_path):
         assert stop.json()["enabled"] is False
         refused = httpx.post(f"{base}/api/v1/jobs/shipper/events", json={}, headers=auth)
         assert refused.status_code == 409
-        bad_flow = httpx.put(f"{base}/api/v1/jobs/shipper/flow", headers=auth,
+        bad_flow = httpx.post(f"{base}/api/v1/jobs/shipper/flow", headers=auth,
                              json={"flow": [{"provider": "nobody"}]})  # fmt: skip
         assert bad_flow.status_code == 422 or bad_flow.status_code == 400
 

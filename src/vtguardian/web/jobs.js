@@ -211,7 +211,7 @@
     sessionStorage.setItem("vtguardian-token", token);
     try {
       await getJson("/api/v1/jobs/" + encodeURIComponent(job.id) + "/flow", {
-        method: "PUT", headers: {"Content-Type": "application/json", "Authorization": "Bearer " + token},
+        method: "POST", headers: {"Content-Type": "application/json", "Authorization": "Bearer " + token},
         body: JSON.stringify({flow: flow.map(s => ({provider: s.provider, enabled: s.enabled}))}),
       });
       await flows();

@@ -58,30 +58,6 @@ def add_job_routes(app: FastAPI, settings: Settings, engine: Engine, write: Guar
         except UserError as exc:
             raise _answer(exc) from None
 
-    @app.post("/api/v1/jobs/{job_id}/start", dependencies=[Depends(write)])
-    def start_job(job_id: str) -> dict[str, Any]:
-        return _enable(job_id, True)
-
-    @app.post("/api/v1/jobs/{job_id}/stop", dependencies=[Depends(write)])
-    def stop_job(job_id: str) -> dict[str, Any]:
-        return _enable(job_id, False)
-
-    def _enable(job_id: str, enabled: bool) -> dict[str, Any]:
-        try:
-            service.set_enabled(engine, job_id, enabled)
-            return service.status(engine, settings, job_id)[0]
-        except UserError as exc:
-            raise _answer(exc) from None
-
-    @app.put("/api/v1/jobs/{job_id}/flow", dependencies=[Depends(write)])
-    def change_flow(job_id: str, body: FlowChange) -> dict[str, Any]:
-        """The job's providers in order, each enabled or not; kept across restarts."""
-        try:
-            service.set_flow(engine, job_id, body.flow)
-            return service.status(engine, settings, job_id)[0]
-        except UserError as exc:
-            raise _answer(exc) from None
-
     @app.post("/api/v1/jobs/{job_id}/events", dependencies=[Depends(write)])
     async def receive_events(job_id: str, request: Request) -> dict[str, Any]:
         """Events for a job with an HTTP input: JSON (an event or a list) or NDJSON
@@ -132,3 +108,27 @@ def add_job_routes(app: FastAPI, settings: Settings, engine: Engine, write: Guar
             return service.event_detail(engine, settings, job_id, seq)
         except UserError as exc:
             raise HTTPException(404, str(exc)) from None
+
+    @app.post("/api/v1/jobs/{job_id}/start", dependencies=[Depends(write)])
+    def start_job(job_id: str) -> dict[str, Any]:
+        return _enable(job_id, True)
+
+    @app.post("/api/v1/jobs/{job_id}/stop", dependencies=[Depends(write)])
+    def stop_job(job_id: str) -> dict[str, Any]:
+        return _enable(job_id, False)
+
+    def _enable(job_id: str, enabled: bool) -> dict[str, Any]:
+        try:
+            service.set_enabled(engine, job_id, enabled)
+            return service.status(engine, settings, job_id)[0]
+        except UserError as exc:
+            raise _answer(exc) from None
+
+    @app.post("/api/v1/jobs/{job_id}/flow", dependencies=[Depends(write)])
+    def change_flow(job_id: str, body: FlowChange) -> dict[str, Any]:
+        """The job's providers in order, each enabled or not; kept across restarts."""
+        try:
+            service.set_flow(engine, job_id, body.flow)
+            return service.status(engine, settings, job_id)[0]
+        except UserError as exc:
+            raise _answer(exc) from None
