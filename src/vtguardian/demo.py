@@ -30,6 +30,7 @@ from vtguardian.ingest.totals import Totals
 from vtguardian.intel.lookup import LookupService, WorkerReport
 from vtguardian.iocs import Classifier
 from vtguardian.jobs.runner import JobRunner, sync_config_jobs
+from vtguardian.jobs.service import status
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 from vtguardian.testing.vt_content import load_seed_file
@@ -96,6 +97,7 @@ class DemoResult:
     requests_seen_by_emulator: int
     gravity: Path
     would_block: list[str]
+    job: dict[str, object] | None = None  # the demo's job, as `vtguardian job show` has it
 
 
 def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, Path]:
@@ -235,6 +237,7 @@ def run_demo(
             LookupService(settings, engine, classifier).run_worker(once=True, on_progress=on_lookup)
         )
         jobs.round()  # the verdicts landed: the job's pending alerts are enriched again
+        job = status(engine, settings, DEMO_JOB)[0]
         requests = len(emulator.looked_up()) if emulator else report.requests
     gravity = _demo_gravity(folder)
     blocking = settings.model_copy(
@@ -254,6 +257,7 @@ def run_demo(
         requests_seen_by_emulator=requests,
         gravity=gravity,
         would_block=would_block,
+        job=job,
     )
     engine.dispose()
     return result
