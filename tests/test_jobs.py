@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 
 import orjson
@@ -423,6 +424,9 @@ def test_the_webhook_gets_each_decided_event_once_and_a_failed_post_again(engine
         with engine.connect() as c:
             state = c.execute(select(jobs.c.state, jobs.c.reason)).one()
         assert state[0] == "failed" and "webhook" in state[1]
+        runner.round()  # within the pause: not tried again yet
+        assert received == [] and failures == []
+        time.sleep(1.1)
         runner.round()
         runner.round()
         with engine.connect() as c:
@@ -432,3 +436,32 @@ def test_the_webhook_gets_each_decided_event_once_and_a_failed_post_again(engine
     assert len(received) == 1
     docs = [orjson.loads(line) for line in received[0].splitlines()]
     assert [d["vtguardian"]["is_malicious"] for d in docs] == [True, False]
+
+
+def test_an_event_out_pending_after_its_wait_goes_out_again_decided(engine, emulator, tmp_path):
+    """pending_timeout_seconds ran out: the output gets the event with what was known
+    (pending); when the verdict lands it gets it once more, decided, and no more."""
+    from vtguardian.jobs.runner import sync_config_jobs
+
+    out = tmp_path / "out.ndjson"
+    url = engine.url.render_as_string(hide_password=False)
+    job = {"id": "quick", "input": {"type": "http"}, "outputs": {"file": str(out)},
+           "pending_timeout_seconds": 0.001, "flow": [{"provider": "virustotal"}]}  # fmt: skip
+    settings = settings_for(url, emulator.url, jobs=[job])
+    sync_config_jobs(engine, settings)
+    from vtguardian.iocs import Classifier
+    from vtguardian.jobs.service import Receiver
+
+    body = orjson.dumps({"url": {"domain": DROPPER}})
+    assert Receiver(settings, engine, Classifier()).receive("quick", body, False).pending == 1
+    runner = JobRunner(settings, engine)
+    time.sleep(0.01)
+    runner.round()
+    first = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [d["vtguardian"]["ioc"]["global"]["result"] for d in first] == ["pending"]
+    asyncio.run(LookupService(settings, engine).run_worker(once=True))
+    runner.round()
+    runner.round()
+    both = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [d["vtguardian"]["ioc"]["global"]["result"] for d in both] == ["pending", "malicious"]
+    assert both[1]["threat"]["enrichments"][0]["matched"]["field"] == "url.domain"

@@ -6,12 +6,14 @@ with the events' marks in one transaction; a crash in between leaves the file
 longer than recorded, and the next round cuts it back and writes those events
 again, so each appears once. The webhook gets a batch as NDJSON; each event
 carries ``vtguardian.job`` (job id and event number) so a receiver can drop a
-batch it gets twice after a lost answer; a failed POST is tried again next round.
+batch it gets twice after a lost answer; a failed POST is tried again after a
+pause (1, 2, 4 ... 60 s).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -75,6 +77,8 @@ class Outputs:
         self.timeout = timeout
         self.pending_timeout = pending_timeout
         self.flow = flow
+        self._failures = 0
+        self._retry_at = 0.0  # monotonic: a webhook that failed waits before the next try
 
     def emit(self, now: datetime | None = None) -> int:
         """One round: returns how many events went to an output."""
@@ -83,7 +87,7 @@ class Outputs:
         sent = 0
         if self.file is not None:
             sent += self._to_file(cutoff)
-        if self.webhook_url:
+        if self.webhook_url and time.monotonic() >= self._retry_at:
             sent += self._to_webhook(cutoff)
         return sent
 
@@ -138,7 +142,14 @@ class Outputs:
             )
             response.raise_for_status()
         except httpx.HTTPError as exc:
-            raise UserError(f"webhook: {type(exc).__name__}; tried again next round") from None
+            # 1, 2, 4 ... 60 seconds between tries; nothing is marked, nothing lost.
+            self._failures += 1
+            delay = min(60.0, 2.0 ** (self._failures - 1))
+            self._retry_at = time.monotonic() + delay
+            raise UserError(
+                f"webhook: {type(exc).__name__}; tried again in {delay:.0f} s"
+            ) from None
+        self._failures = 0
         seqs = [row.seq for row in rows]
         run_in_transaction(
             self.engine,
