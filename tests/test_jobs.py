@@ -95,6 +95,10 @@ def test_pending_events_are_enriched_again_and_output_once_decided(engine, emula
             .where(job_event_iocs.c.state == "pending")
         ).scalar()
     assert left == 0 and still == 0
+    with engine.connect() as c:
+        counts = c.execute(select(jobs.c.flow_counts)).scalar()
+    decided_later = queued  # every IoC queued was decided by VirusTotal afterwards
+    assert counts["virustotal"][1] >= decided_later, counts  # the Flows page's decisions
     lines = out.read_bytes().splitlines()
     assert len(lines) == len(alerts)
     written = [orjson.loads(line) for line in lines]

@@ -33,12 +33,23 @@ def reenrich(engine: Engine, job_id: str, flow: JobFlow, initial_emitted: int) -
     }
     if not decided:
         return 0
+    answers_by_id = {
+        row.id: answer
+        for row in pending
+        if (answer := answers.get((row.type, row.value))) is not None
+    }
 
     def work(connection: Connection) -> int:
         seqs = store.decide_iocs(connection, job_id, decided)
         by_event: dict[int, list[str]] = defaultdict(list)
+        counts: dict[str, list[int]] = {}
         for row in store.event_iocs(connection, job_id, seqs):
             by_event[row.seq].append(row.state)
+            answer = answers_by_id.get(row.ioc_id)
+            if answer is not None:  # decided just now: the Flows page's answers, decisions
+                for name in answer.answered:
+                    counts.setdefault(name, [0, 0])[0] += 1
+                counts.setdefault(answer.provider, [0, 0])[1] += 1
         emitted = store.emitted_of(connection, job_id, seqs)
         results = []
         for seq, states in by_event.items():
@@ -56,6 +67,7 @@ def reenrich(engine: Engine, job_id: str, flow: JobFlow, initial_emitted: int) -
                 }
             )
         store.set_results(connection, job_id, results)
+        store.add_counts(connection, job_id, 0, 0, counts)
         return len(results)
 
     return run_in_transaction(engine, work)
