@@ -3,6 +3,7 @@ their flow, events sent over HTTP, and the Event Explorer's lists and details.""
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -137,8 +138,14 @@ class Receiver:
         self.engine = engine
         self.classifier = classifier
         self._pipelines: dict[str, tuple[bytes, JobPipeline]] = {}
+        # Requests run in threads; a pipeline's memo is one writer's at a time.
+        self._lock = threading.Lock()
 
     def receive(self, job_id: str, body: bytes, ndjson: bool) -> BatchResult:
+        with self._lock:
+            return self._receive(job_id, body, ndjson)
+
+    def _receive(self, job_id: str, body: bytes, ndjson: bool) -> BatchResult:
         row = _row(self.engine, job_id)
         job = JobSettings(**row.definition)
         if job.input.type != "http":

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
 
-from vtguardian.store.schema import iocs, job_event_iocs, job_events, jobs
+from vtguardian.store.schema import iocs, job_event_iocs, job_events, jobs, verdicts
 from vtguardian.store.upsert import upsert
 
 #: Bits of ``job_events.emitted``: which output has the event.
@@ -151,10 +151,16 @@ def _insert(
 
 
 def pending_iocs(connection: Connection, job_id: str, limit: int = 5000) -> list[Any]:
-    """The distinct IoCs (id, type, value) still pending in the job's events."""
+    """The distinct IoCs (id, type, value) still pending in the job's events that have a
+    verdict now: the others have nothing new to say, and are not read each round."""
     pending = (
         select(job_event_iocs.c.ioc_id)
-        .where(job_event_iocs.c.job_id == job_id, job_event_iocs.c.state == PENDING)
+        .join(verdicts, verdicts.c.ioc_id == job_event_iocs.c.ioc_id)
+        .where(
+            job_event_iocs.c.job_id == job_id,
+            job_event_iocs.c.state == PENDING,
+            verdicts.c.verdict != PENDING,
+        )
         .distinct()
         .limit(limit)
         .subquery()

@@ -12,15 +12,13 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
-from vtguardian.config import JOB_ID_PATTERN, Settings
+from vtguardian.config import Settings
 from vtguardian.errors import UserError
 from vtguardian.iocs import Classifier
 from vtguardian.jobs import service
 from vtguardian.web.security import Guard
-
-JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]
-
 
 class FlowChange(BaseModel):
     flow: list[dict[str, Any]] = Field(min_length=1, max_length=16)
@@ -65,7 +63,8 @@ def add_job_routes(app: FastAPI, settings: Settings, engine: Engine, write: Guar
         body = await request.body()
         ndjson = "ndjson" in request.headers.get("content-type", "")
         try:
-            result = receiver.receive(job_id, body, ndjson)
+            # The database work off the event loop, as FastAPI runs a plain route.
+            result = await run_in_threadpool(receiver.receive, job_id, body, ndjson)
         except UserError as exc:
             raise _answer(exc) from None
         return {
