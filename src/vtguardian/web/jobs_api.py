@@ -20,6 +20,7 @@ from vtguardian.iocs import Classifier
 from vtguardian.jobs import service
 from vtguardian.web.security import Guard
 
+
 class FlowChange(BaseModel):
     flow: list[dict[str, Any]] = Field(min_length=1, max_length=16)
 
