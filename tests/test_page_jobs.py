@@ -28,6 +28,7 @@ from vtguardian.web.app import create_app
 TOKEN = "jobs-page-token-for-tests"
 C2 = "malware-c2.example.net"
 LISTED = "evil-feed.example.net"
+HOSTILE = " <img src=x onerror=alert(1)>"
 TAB = "document.getElementById('event-tab')"
 
 
@@ -72,6 +73,14 @@ def test_the_explorer_shows_the_demos_c2_alert_flagged(tmp_path):
             seen["raw"] = await page.wait_for(
                 f"{TAB}.dataset.tab === 'raw' && {TAB}.innerText", "the Raw tab"
             )
+            # The IoC's value opens its detail, as the dashboard's tables do.
+            await _click(page, "button.tab[data-tab=overview]")
+            await _click(page, "#event-tab a.ioc")
+            seen["detail"] = await page.wait_for(
+                "document.getElementById('detail').innerText.includes('engines that flagged')"
+                " && document.getElementById('detail').innerText",
+                "the IoC's detail",
+            )
             seen["console"] = page.console
             return seen
 
@@ -88,6 +97,7 @@ def test_the_explorer_shows_the_demos_c2_alert_flagged(tmp_path):
     assert "vtguardian.is_malicious: true" in seen["structured"], seen["structured"]
     assert f'"{C2}"' in seen["structured"]  # threat.enrichments[].matched.atomic
     assert '"ET MALWARE Possible C2 beacon (demo)"' in seen["raw"]
+    assert C2 in seen["detail"] and "verdict: malicious" in seen["detail"]
     problems = [m for m in seen["console"] if "Content Security Policy" in m or "Uncaught" in m]
     assert problems == [], problems
 
@@ -121,10 +131,10 @@ def test_a_provider_disabled_on_the_flows_page_leaves_the_next_event_to_the_next
     app = create_app(settings, engine)
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
-    def send(base: str, n: int) -> dict[str, Any]:
+    def send(base: str, n: int, extra: str = "") -> dict[str, Any]:
         event = {
             "@timestamp": "2026-12-05T06:00:00Z",
-            "message": f"event {n}",
+            "message": f"event {n}{extra}",
             "dns": {"question": {"name": LISTED}},
         }
         answer = httpx.post(f"{base}/api/v1/jobs/edr/events", json=event, headers=auth)
@@ -144,10 +154,28 @@ def test_a_provider_disabled_on_the_flows_page_leaves_the_next_event_to_the_next
                 "the flow to be saved",
             )
             seen["second"] = send(base, 2)
+            # Reordered: VirusTotal up, ahead of the (disabled) feeds; kept as saved.
+            await page.wait_for("document.body.dataset.flows === 'yes'", "the Flows page")
+            await _click(page, "li.flow-step[data-provider=virustotal] button.up")
+            seen["reordered"] = await page.wait_for(
+                "[...document.querySelectorAll('li.flow-step')].map(li => li.dataset.provider)"
+                ".join(' ') === 'allowlist virustotal feeds' && 'yes'",
+                "the new order",
+            )
+            seen["hostile"] = send(base, 3, HOSTILE)
             await page.evaluate("location.hash = '#explorer'")
             await page.wait_for("document.body.dataset.explorer === 'yes'", "the Explorer")
             seen["newest"] = await _expand(page, "event 2")
             seen["oldest"] = await _expand(page, "event 1")
+            await _expand(page, "event 3")
+            await _click(page, "button.tab[data-tab=raw]")
+            seen["hostile_raw"] = await page.wait_for(
+                f"{TAB}.dataset.tab === 'raw' && {TAB}.innerText", "the Raw tab"
+            )
+            seen["hostile_html"] = await page.evaluate(
+                "document.getElementById('jobs-view').innerHTML"
+            )
+            seen["images"] = await page.evaluate("document.querySelectorAll('img').length")
             seen["console"] = page.console
         return seen
 
@@ -164,10 +192,13 @@ def test_a_provider_disabled_on_the_flows_page_leaves_the_next_event_to_the_next
     assert "EngineA, EngineB, EngineC" in seen["newest"]
     # The change is kept in the database: the job's flow as the API reports it now.
     assert [(s["provider"], s["enabled"]) for s in stored["flow"]] == [
-        ("allowlist", True), ("feeds", False), ("virustotal", True)
+        ("allowlist", True), ("virustotal", True), ("feeds", False)
     ]  # fmt: skip
+    assert HOSTILE.strip() in seen["hostile_raw"]  # shown literally, as text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in seen["hostile_html"]
+    assert "<img" not in seen["hostile_html"] and seen["images"] == 0
     assert stored["flow_changed"] is True
     decisions = {s["provider"]: s["decisions"] for s in stored["flow"]}
-    assert decisions["feeds"] == 1 and decisions["virustotal"] == 1
+    assert decisions["feeds"] == 1 and decisions["virustotal"] == 2
     problems = [m for m in seen["console"] if "Content Security Policy" in m or "Uncaught" in m]
     assert problems == [], problems
