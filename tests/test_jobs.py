@@ -469,3 +469,22 @@ def test_an_event_out_pending_after_its_wait_goes_out_again_decided(engine, emul
     both = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert [d["vtguardian"]["ioc"]["global"]["result"] for d in both] == ["pending", "malicious"]
     assert both[1]["threat"]["enrichments"][0]["matched"]["field"] == "url.domain"
+
+
+def test_a_followed_file_keeps_half_lines_back_and_skips_one_longer_than_a_read(tmp_path):
+    from vtguardian.jobs.follow import read_chunk
+
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"a":1}\n' + b"x" * 100 + b'\n{"b":2}\n{"c":')
+    lines, position, skipped, print_ = [], 0, 0, None
+    for _ in range(10):
+        chunk = read_chunk(str(path), position, print_, limit=32)
+        lines += chunk.lines
+        skipped += chunk.overlong
+        position, print_ = chunk.position, chunk.fingerprint
+    assert lines[0] == b'{"a":1}' and lines[-1] == b'{"b":2}'
+    assert skipped >= 1  # the long line: skipped, the job goes on past it
+    assert position == path.stat().st_size - len(b'{"c":')  # the half line waits
+    with path.open("ab") as handle:
+        handle.write(b"3}\n")
+    assert read_chunk(str(path), position, print_).lines == [b'{"c":3}']

@@ -25,6 +25,7 @@ class Chunk:
     position: int  # where the next read starts
     fingerprint: str | None
     lag_bytes: int  # what is left in the file after this chunk
+    overlong: int = 0  # a line longer than a whole read, skipped
 
 
 def fingerprint(head: bytes) -> str | None:
@@ -51,8 +52,15 @@ def read_chunk(path: str, position: int, known: str | None, limit: int = READ_BY
     except OSError as exc:
         raise UserError(f"{path}: {exc.strerror}") from None
     end = data.rfind(b"\n")
+    overlong = 0
+    if end < 0 and len(data) == limit:
+        # No line end in a whole read: not an event anyone sends. Skipped and counted
+        # (its rest fails to parse and is counted too), so the job does not stall.
+        end, overlong = len(data) - 1, 1
+        data = data[:end] + b"\n"
     whole = data[: end + 1] if end >= 0 else b""
     new_position = position + len(whole)
     # Of the bytes read so far, the first FINGERPRINT_BYTES: they no longer change.
     consumed = fingerprint(head[:new_position]) or known
-    return Chunk(whole.splitlines(), new_position, consumed, max(0, size - new_position))
+    lines = [] if overlong else whole.splitlines()
+    return Chunk(lines, new_position, consumed, max(0, size - new_position), overlong)

@@ -33,6 +33,7 @@ from vtguardian.store.engine import run_in_transaction
 
 log = logging.getLogger("vtguardian.jobs")
 RETENTION_EVERY_SECONDS = 60.0
+HEARTBEAT = 10.0  # seconds; a job without one for a minute is reported stopped
 
 
 def sync_config_jobs(engine: Engine, settings: Settings) -> None:
@@ -95,6 +96,9 @@ class JobRunner:
         self.engine = engine
         self.classifier = classifier or Classifier.from_settings(settings)
         self.contexts: dict[str, JobContext] = {}
+        # What each job's row last said, and when: a running job's heartbeat is written
+        # every HEARTBEAT_SECONDS, not every round (on SQLite every write waits).
+        self._said: dict[str, tuple[str, str | None, float]] = {}
 
     def round(self) -> int:
         """One round over every job; returns how many events were read or went out."""
@@ -127,7 +131,7 @@ class JobRunner:
                 events, skipped, _filtered = context.pipeline.parse_lines(chunk.lines)
                 context.pipeline.store(
                     events,
-                    skipped,
+                    skipped + chunk.overlong,
                     position=chunk.position,
                     fingerprint=chunk.fingerprint,
                     lag_bytes=chunk.lag_bytes,
@@ -148,6 +152,11 @@ class JobRunner:
         return run_in_transaction(self.engine, lambda c: store.prune(c, job.id, before, keep))
 
     def _state(self, job_id: str, state: str, reason: str | None) -> None:
+        said = self._said.get(job_id)
+        moment = time.monotonic()
+        if said is not None and said[:2] == (state, reason) and moment - said[2] < HEARTBEAT:
+            return
+        self._said[job_id] = (state, reason, moment)
         now = utcnow()
         run_in_transaction(
             self.engine,
