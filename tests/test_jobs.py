@@ -488,3 +488,44 @@ def test_a_followed_file_keeps_half_lines_back_and_skips_one_longer_than_a_read(
     with path.open("ab") as handle:
         handle.write(b"3}\n")
     assert read_chunk(str(path), position, print_).lines == [b'{"c":3}']
+
+
+def test_the_job_commands_list_show_and_list_events_as_text(tmp_path):
+    """The demo's database through `vtguardian job`: a hostile value from an event is
+    printed as text (control characters made visible), never read as markup."""
+    from helpers import run_cli
+    from vtguardian.demo import DEMO_JOB, run_demo
+
+    result = run_demo(tmp_path / "demo")
+    config = tmp_path / "vtguardian.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{result.database}"\n')
+    from vtguardian.config import settings_from_values
+    from vtguardian.iocs import Classifier
+    from vtguardian.jobs.service import Receiver, save
+    from vtguardian.store.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{result.database}")
+    save(engine, {"id": "shipper", "input": {"type": "http"}})
+    hostile = {
+        "message": "[bold red]x[/] \x1b[31mred",
+        "url": {"domain": "phish-login.example.org"},
+    }
+    settings = settings_from_values(database={"url": f"sqlite:///{result.database}"})
+    Receiver(settings, engine, Classifier()).receive("shipper", orjson.dumps(hostile), False)
+    engine.dispose()
+    base = ["--config", str(config), "job"]
+    listed = run_cli(*base, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    jobs_seen = {job["id"]: job for job in orjson.loads(listed.stdout)}
+    assert jobs_seen[DEMO_JOB]["malicious"] == 2 and jobs_seen[DEMO_JOB]["pending"] == 0
+    shown_job = orjson.loads(run_cli(*base, "show", DEMO_JOB).stdout)
+    assert shown_job["input"]["type"] == "suricata"
+    events = run_cli(*base, "events", DEMO_JOB, "--malicious", "--json").stdout.splitlines()
+    assert {orjson.loads(line)["summary"] for line in events} == {
+        "ET MALWARE Possible C2 beacon (demo)",
+        "ET PHISHING Credential phishing landing page (demo)",
+    }
+    table = run_cli(*base, "events", "shipper").stdout
+    assert "[bold red]x[/]" in table and "\\x1b[31mred" in table and "\x1b" not in table
+    missing = run_cli(*base, "show", "nope")
+    assert missing.returncode != 0 and "no job 'nope'" in missing.stderr
