@@ -61,6 +61,8 @@ def test_enrich_benchmark_prints_its_rate_and_the_ratio() -> None:
     output = _run("enrich.py", "--events", "500")
     assert "500 events, warm cache" in output
     assert re.search(r"vtguardian enrich: +[\d,]+ events/s +ratio \d+\.\d+", output), output
+    assert re.search(r"vtguardian job: +[\d,]+ events/s +ratio \d+\.\d+", output), output
+    assert re.search(r"job store: +[\d,]+ MB per million events", output), output
 
 
 def test_quota_benchmark_prints_requests_per_ioc_and_the_alerted_iocs_place() -> None:

@@ -274,6 +274,51 @@ class RunSettings(_Section):
     actions_every_seconds: PositiveFloat = 60.0
 
 
+#: What a job reads: a followed file of NDJSON/ECS events or Suricata eve.json, or the
+#: events POSTed to ``/api/v1/jobs/{id}/events``.
+JOB_INPUTS = ("ecs", "suricata", "http")
+JOB_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class JobInput(_Section):
+    """Where a job's events come from."""
+
+    type: Literal["ecs", "suricata", "http"] = "http"
+    path: str | None = None
+    # Suricata: the event types kept (alerts by default); empty keeps every type.
+    event_types: list[str] = Field(default_factory=lambda: ["alert"])
+
+
+class JobOutputs(_Section):
+    """Where a job's events go once their IoCs are decided (or the wait ran out)."""
+
+    file: str | None = None
+    webhook_url: str | None = None
+    timeout_seconds: PositiveFloat = 10.0
+
+
+class JobRetention(_Section):
+    days: PositiveFloat = 30.0
+    max_events: PositiveInt = 1_000_000
+
+
+class JobSettings(_Section):
+    """One ``[[jobs]]`` entry: an input, the IoC fields, a flow, outputs, a retention."""
+
+    id: str = Field(pattern=JOB_ID_PATTERN)
+    title: str = ""
+    enabled: bool = True
+    input: JobInput = Field(default_factory=JobInput)
+    # Empty: the defaults of the input (ECS names, or Suricata's).
+    fields: list[str] = Field(default_factory=list)
+    # Empty: the global [[flow]].
+    flow: list[FlowStep] = Field(default_factory=list)
+    outputs: JobOutputs = Field(default_factory=JobOutputs)
+    retention: JobRetention = Field(default_factory=JobRetention)
+    # An event whose IoCs are still pending goes to the outputs after this long anyway.
+    pending_timeout_seconds: PositiveFloat = 300.0
+
+
 class _VtApiKeySource(PydanticBaseSettingsSource):
     """Reads ``VT_API_KEY`` so the key set for other VirusTotal tools just works."""
 
@@ -312,6 +357,8 @@ class Settings(BaseSettings):
     run: RunSettings = Field(default_factory=RunSettings)
     # Providers asked in order; the first confident answer decides and ends the flow.
     flow: list[FlowStep] = Field(default_factory=_default_flow)
+    # Alert triage jobs: input, IoC fields, flow, outputs, retention (vtguardian job ...).
+    jobs: list[JobSettings] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

@@ -79,6 +79,8 @@ class Daemon:
             jobs.append(("actions", self._actions))
         if run.web:
             jobs.append(("web", self._web))
+        if self.settings.jobs or self._stored_jobs():
+            jobs.append(("jobs", self._run_jobs))
         return jobs
 
     async def _guard(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
@@ -164,6 +166,21 @@ class Daemon:
         server.should_exit = True
         await serving
         listener.close()
+
+    def _stored_jobs(self) -> bool:
+        """Jobs defined through the API run too, without a [[jobs]] entry."""
+        from vtguardian.store.jobs import load_jobs
+
+        with self.engine.connect() as connection:
+            return bool(load_jobs(connection))
+
+    async def _run_jobs(self) -> None:
+        """The enabled jobs (vtguardian job start|stop), in a thread: reading, enriching
+        again, outputs, retention. A job's fault is its own state, not the daemon's."""
+        from vtguardian.jobs.runner import JobRunner
+
+        runner = JobRunner(self.settings, self.engine)
+        await asyncio.to_thread(runner.run, self.follow_stop, self.settings.ingest.poll_seconds)
 
 
 def run_daemon(settings: Settings, engine: Engine, say: Callable[[str], None]) -> DaemonReport:

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, insert
@@ -27,6 +28,9 @@ from helpers import VTGUARDIAN, chromium, run_cli, served, settings_for, wait_fo
 from vtguardian.actions.feeds import FEEDS
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
+from vtguardian.iocs import Classifier
+from vtguardian.jobs.service import Receiver
+from vtguardian.jobs.service import save as save_job
 from vtguardian.store import migrate
 from vtguardian.store.answers import ReportRow, record_answer
 from vtguardian.store.engine import make_engine, write_transaction
@@ -45,11 +49,15 @@ LINK = '<a href="https://evil.example/">clickme</a>'
 HOSTILE_DOMAIN = f"{LINK}.example"
 HOSTILE_LABEL = f"trojan {LINK}"
 #: Path parameters of the route table, filled with values the database holds.
-PATH_SAMPLES = {"name": next(iter(FEEDS)), "value": KNOWN, "asset": "page.js"}
+PATH_SAMPLES = {"name": next(iter(FEEDS)), "value": KNOWN, "asset": "page.js",
+                "job_id": "web-job", "seq": "1"}  # fmt: skip
 #: Bodies for the write routes, so that "works with the token" means a real answer.
 BODIES = {
     "/api/v1/lookup": {"values": [KNOWN]},
     "/api/v1/enrich": {"dns": {"question": {"name": KNOWN}}},
+    "/api/v1/jobs": {"id": "web-job", "input": {"type": "http"}},
+    "/api/v1/jobs/web-job/events": {"dns": {"question": {"name": KNOWN}}},
+    "/api/v1/jobs/web-job/flow": {"flow": [{"provider": "virustotal"}]},
 }
 #: Routes that answer without the token, and why: a health check (Docker, systemd,
 #: a load balancer) carries no secret, and "ok" tells nothing about the network.
@@ -77,6 +85,12 @@ def _seed(engine: Engine) -> None:
                 stats={"malicious": 20}, labels=[HOSTILE_LABEL], analysis_date=now,
             )  # fmt: skip
             record_answer(c, ioc_id, report, timedelta(days=1), now)
+    # A job with one event, so that its routes answer with data.
+    job_settings = _settings(str(engine.url))
+    save_job(engine, BODIES["/api/v1/jobs"])
+    Receiver(job_settings, engine, Classifier()).receive(
+        "web-job", orjson.dumps(BODIES["/api/v1/jobs/web-job/events"]), False
+    )
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ only a command needs stay inside it: ``vtguardian --help`` loads none of them.
 
 from __future__ import annotations
 
-from vtguardian.cli import block, db, demo, ingest, investigate, lookups, service, tools
+from vtguardian.cli import block, db, demo, ingest, investigate, jobs, lookups, service, tools
 from vtguardian.cli.root import app, main
 
 for _name, _command in (
@@ -33,6 +33,7 @@ for _name, _group in (
     ("dashboard", tools.dashboard_app),
     ("flow", lookups.flow_app),
     ("block", block.block_app),
+    ("job", jobs.job_app),
 ):
     app.add_typer(_group, name=_name)
 del _name, _command, _group

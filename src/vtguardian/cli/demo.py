@@ -95,6 +95,13 @@ def demo(
         + (shown(", ".join(result.would_block)) or "nothing")
         + "; suspicious and allowlisted domains are never blocked."
     )
+    if result.job is not None:
+        job = result.job
+        out.print(
+            f"Job {shown(job['id'])}: {job['events_in']} Suricata alerts triaged, "
+            f"{job['malicious']} malicious, {job['pending']} pending; "
+            "see them in the Event Explorer (the page's /#explorer)."
+        )
     out.print(f"Database: {result.database}")
     if serve_page:
         _serve_demo(result.database, port)

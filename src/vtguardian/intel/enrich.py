@@ -337,3 +337,17 @@ def _template_from(
             "last_analysis_date": iso_z(analysed),
         },
     }
+
+
+def enrichment_template(
+    ioc: tuple[str, str],
+    verdict: str,
+    provider: str,
+    ratio: float | None,
+    analysed: datetime | None,
+    labels: list[str] | None,
+    malicious: int | None = None,
+) -> dict[str, Any]:
+    """One ``threat.enrichments[]`` entry without its ``matched`` part, as :class:`Enricher`
+    writes it: jobs add the same shape to the events they keep."""
+    return _template_from(ioc, verdict, provider, ratio, analysed, labels, malicious)

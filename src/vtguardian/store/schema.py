@@ -23,6 +23,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
@@ -354,3 +355,71 @@ actions = Table(
 )
 
 # The url_scans compatibility view is created by the migrations (0001_initial_schema).
+
+# --- jobs (alert triage, the Event Explorer) -------------------------------------------
+
+# A job's definition (from [[jobs]] or the API) and its state. ``flow`` is set when the
+# Flows page changed the order or what is enabled; it then outlives the config file's.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("title", String(255), nullable=False, default=""),
+    Column("origin", String(8), nullable=False),  # config | api
+    Column("definition", JSON, nullable=False),
+    Column("flow", JSON),
+    Column("enabled", Boolean, nullable=False, default=True),
+    # running | stopped | failed (with ``reason``)
+    Column("state", String(16), nullable=False, default="stopped"),
+    Column("reason", String(255)),
+    Column("next_seq", BigInteger, nullable=False, default=1),
+    Column("events_in", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+    # A followed file: where it was read up to, and which file that was.
+    Column("position", BigInteger, nullable=False, default=0),
+    Column("fingerprint", String(80)),
+    Column("lag_bytes", BigInteger, nullable=False, default=0),
+    # The NDJSON output's length after the last events written to it: a crash between
+    # writing and recording is undone by cutting the file back to it.
+    Column("output_position", BigInteger, nullable=False, default=0),
+    # Answers and decisions per provider: {"feeds": [answers, decisions], ...}
+    Column("flow_counts", JSON),
+    Column("heartbeat_at", Timestamp),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# One event of a job, as received, with what its IoCs made of it. ``pending`` counts its
+# IoCs still waiting for a verdict; ``emitted`` is a bit per output (1 file, 2 webhook)
+# that has it, set from the start for an output the job does not have.
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("received_at", Timestamp, nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("is_malicious", Boolean, nullable=False),
+    Column("pending", SmallInteger, nullable=False),
+    Column("emitted", SmallInteger, nullable=False),
+    Column("raw", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
+    PrimaryKeyConstraint("job_id", "seq"),
+    Index(None, "job_id", "emitted", "pending"),
+    Index(None, "job_id", "received_at"),
+    Index(None, "job_id", "result", "seq"),
+)
+
+# The IoCs of a job's events: the field each came from, its state (``pending`` or the
+# verdict) and the provider that decided it in the job's flow.
+job_event_iocs = Table(
+    "job_event_iocs",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("ioc_id", Id, nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("provider", String(32)),
+    PrimaryKeyConstraint("job_id", "seq", "field", "ioc_id"),
+    Index(None, "job_id", "state", "ioc_id"),
+    Index(None, "ioc_id"),
+)

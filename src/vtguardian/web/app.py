@@ -32,6 +32,8 @@ from vtguardian.store.engine import make_engine
 from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.schema import actions, clients, reports, sightings, verdicts
 from vtguardian.web.api import add_api_routes, row_payload
+from vtguardian.web.jobs_api import add_job_routes
+from vtguardian.web.jobs_metrics import render_job_metrics
 from vtguardian.web.metrics import render_metrics
 from vtguardian.web.panel_data import panel_data
 from vtguardian.web.security import (
@@ -91,6 +93,8 @@ ASSETS: dict[str, tuple[str, Callable[[], Path]]] = {
     "plotly.min.js": (JAVASCRIPT, plotly_path),
     "page.js": (JAVASCRIPT, lambda: _here() / "page.js"),
     "page.css": ("text/css", lambda: _here() / "page.css"),
+    "jobs.js": (JAVASCRIPT, lambda: _here() / "jobs.js"),
+    "jobs.css": ("text/css", lambda: _here() / "jobs.css"),
     "swagger-ui-bundle.js": (JAVASCRIPT, lambda: _swagger_ui_path() / "swagger-ui-bundle.js"),
     "swagger-ui.css": ("text/css", lambda: _swagger_ui_path() / "swagger-ui.css"),
     "favicon.png": ("image/png", lambda: _swagger_ui_path() / "favicon.png"),
@@ -124,13 +128,15 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
     )
     app.add_middleware(SecurityHeaders)
     add_api_routes(app, settings, engine, write)
+    add_job_routes(app, settings, engine, write)
     _add_page_routes(app, settings)
     _add_docs_routes(app)
     quota = QuotaScheduler(engine, budget_from(settings))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(render_metrics(engine, quota), media_type=CONTENT_TYPE_LATEST)
+        body = render_metrics(engine, quota) + render_job_metrics(engine, settings)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     classifier = Classifier.from_settings(settings)
 
