@@ -253,6 +253,7 @@ def test_ingest_reports_hits_and_new_iocs(sqlite_url, tmp_path):
         "invalid",
         "errors",
         "held",
+        "resolutions",
     ]
     assert (totals["hits"], totals["new_iocs"], totals["skipped_private"]) == (3, 2, 1)
     path.write_text(path.read_text() * 2)  # the same IoCs again: hits, nothing new

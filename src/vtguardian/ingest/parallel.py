@@ -34,6 +34,7 @@ from vtguardian.ingest.prepare import (
     IocKey,
     Prepared,
     Ready,
+    ResolutionRow,
     count_rows,
     prepared_batches,
 )
@@ -287,6 +288,7 @@ def merge(parts: Sequence[Prepared]) -> Prepared:
     hourly: dict[tuple[IocKey, str, str], Tally] = {}
     daily: dict[tuple[IocKey, str, str], Tally] = {}
     queue: dict[IocKey, tuple[int, int]] = {}
+    resolved: dict[tuple[IocKey, IocKey, str, str], Tally] = {}
     for part in parts:
         out.lines += part.lines
         out.events += part.events
@@ -318,12 +320,18 @@ def merge(parts: Sequence[Prepared]) -> Prepared:
             queue[ioc] = (
                 (clients, hits) if queued is None else (max(queued[0], clients), queued[1] + hits)
             )
+        for r in part.resolutions:
+            add_to(resolved, (r.name, r.answer, r.client, r.hour), r.hits, 0, r.last, r.first)
         out.alerted |= part.alerted
         out.alerts += part.alerts
         out.errors += part.errors
     out.sightings = count_rows(hourly)
     out.client_days = count_rows(daily)
     out.queue = queue
+    out.resolutions = [
+        ResolutionRow(name, answer, client, hour, t.hits, t.last, t.first)
+        for (name, answer, client, hour), t in resolved.items()
+    ]
     return out
 
 

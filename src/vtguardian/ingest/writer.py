@@ -21,6 +21,7 @@ from vtguardian.store import queue
 from vtguardian.store.engine import foreign_keys_unchecked, run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
 from vtguardian.store.schema import ids_alerts, ingest_errors, iocs
+from vtguardian.store.resolutions import write_resolutions
 from vtguardian.store.sightings import SightingRow, write_sightings
 
 Checkpoint = Callable[[Connection], None]
@@ -75,6 +76,23 @@ def store(
             ]
 
         write_sightings(connection, with_ids(prepared.sightings), with_ids(prepared.client_days))
+        if prepared.resolutions:
+            write_resolutions(
+                connection,
+                [
+                    (
+                        ioc_ids[r.name],
+                        ioc_ids[r.answer],
+                        client_ids[r.client],
+                        source,
+                        r.hour,
+                        r.hits,
+                        r.last,
+                        r.first,
+                    )
+                    for r in prepared.resolutions
+                ],
+            )
         _queue(connection, prepared, ioc_ids, now)
         if prepared.alerts:
             connection.execute(
@@ -114,6 +132,7 @@ def store(
     totals.skipped_private += prepared.skipped
     totals.invalid += prepared.invalid
     totals.errors += len(prepared.errors)
+    totals.resolutions += len(prepared.resolutions)
 
 
 def _newest_ioc_id(connection: Connection) -> int:

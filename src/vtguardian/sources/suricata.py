@@ -38,13 +38,15 @@ _ADDRESS_TYPES = ("A", "AAAA")
 # bad line. Fields whose shape varies between Suricata versions stay ``Any`` and
 # are checked where they are used.
 class _Grouped(msgspec.Struct, gc=False):
-    """DNS v2 grouped answers: only the address records are read."""
+    """DNS v2 grouped answers: the address records and the CNAME chain are read."""
 
     A: list[str] | None = None
     AAAA: list[str] | None = None
+    CNAME: Any = None
 
 
 class _Answer(msgspec.Struct, gc=False):
+    rrname: Any = None
     rrtype: Any = None
     rdata: Any = None
 
@@ -212,7 +214,12 @@ class SuricataParser(Stateless):
                             name = dns.rrname
                         elif dns_type == "answer" and dns.answers is None and dns.rdata is None:
                             grouped = dns.grouped  # v2: decoded as lists of text
-                            if grouped is not None and grouped.AAAA is None:
+                            if (
+                                grouped is not None
+                                and grouped.AAAA is None
+                                and grouped.CNAME is None
+                                and dns.rrname.__class__ is str
+                            ):
                                 a = grouped.A
                                 if a is not None and len(a) == 1:
                                     # Logged in the flow's direction (up to 7), except
@@ -220,6 +227,13 @@ class SuricataParser(Stateless):
                                     name, ioc_kind = a[0], "ip"
                                     if event.src_port == 53 and event.dest_port != 53:
                                         client = event.dest_ip
+                                    # The answer itself: the name that has the address.
+                                    rkey = (dns.rrname, "ip", name, client or "", hour)
+                                    resolved = batch.resolutions.get(rkey)
+                                    if resolved is None:
+                                        batch.resolutions[rkey] = Tally(1, 0, ts, ts)
+                                    else:
+                                        resolved.see(ts)
                 elif kind == "tls":
                     tls = event.tls
                     if tls is not None:
@@ -276,6 +290,7 @@ class SuricataParser(Stateless):
         # Up to Suricata 7 an answer is logged in the flow's direction; Suricata 8's
         # responses name the responder as the source.
         client = _dns_client(event, responder_is_src=kind == "response")
+        _resolutions(dns, client, hour, ts, batch)
         for address in set(addresses) if len(addresses) > 1 else addresses:
             if address.__class__ is not str:  # v1 and answers: any JSON value
                 text_field(address)  # a wrong type is a bad line, null is skipped
@@ -402,6 +417,56 @@ def _dns_client(event: _Fields, responder_is_src: bool) -> str:
     if event.src_port == 53:
         return event.dest_ip or ""
     return (event.dest_ip if responder_is_src else event.src_ip) or ""
+
+
+def _resolutions(dns: _Dns, client: str, hour: HourKey, ts: Stamp, batch: Batch) -> None:
+    """The links of a DNS answer: each record's owner to its address or CNAME target.
+
+    v1 logs one record an event with its owner; v3's ``answers`` (and v2's
+    detailed form) name each record's owner; v2's ``grouped`` form does not, so
+    its CNAMEs are taken as the chain in order from the queried name, and its
+    addresses as the last target's.
+    """
+    resolve = batch.resolve_at
+    if dns.answers is not None:
+        for record in dns.answers:
+            _link(record.rrname, record.rrtype, record.rdata, client, hour, ts, resolve)
+    elif dns.rdata is not None:  # v1
+        _link(dns.rrname, dns.rrtype, dns.rdata, client, hour, ts, resolve)
+    grouped = dns.grouped
+    if grouped is None or dns.answers is not None:
+        return
+    owner = dns.rrname
+    if owner.__class__ is not str or not owner:
+        return
+    cnames = grouped.CNAME
+    if isinstance(cnames, list):
+        for target in cnames:
+            if target.__class__ is str and target and target != owner:
+                resolve(owner, "domain", target, client, hour, ts)
+                owner = target
+    for records in (grouped.A, grouped.AAAA):
+        for address in records or ():
+            if address.__class__ is str and address:
+                resolve(owner, "ip", address, client, hour, ts)
+
+
+def _link(
+    owner: Any,
+    rrtype: Any,
+    rdata: Any,
+    client: str,
+    hour: HourKey,
+    ts: Stamp,
+    resolve: Callable[[str, str, str, str, HourKey, Stamp], None],
+) -> None:
+    """One answer record as a resolution, when it is an address or a CNAME of text."""
+    if owner.__class__ is not str or rdata.__class__ is not str or not owner or not rdata:
+        return
+    if rrtype in _ADDRESS_TYPES:
+        resolve(owner, "ip", rdata, client, hour, ts)
+    elif rrtype == "CNAME":
+        resolve(owner, "domain", rdata, client, hour, ts)
 
 
 def _alert_name(event: _Fields) -> str | None:

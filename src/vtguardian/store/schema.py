@@ -353,4 +353,25 @@ actions = Table(
     Index(None, "ioc_id", "created_at"),
 )
 
+# The network's own passive DNS: each answer a DNS source showed, per name, answer,
+# device, source and hour. ``answer_id`` is an address, or the target of a CNAME
+# (a domain), so a chain is kept as its links and an address is reached from the
+# name the device asked by following them (store/resolutions.py).
+resolutions = Table(
+    "resolutions",
+    metadata,
+    Column("name_id", Id, _fk("iocs"), nullable=False),
+    Column("answer_id", Id, _fk("iocs"), nullable=False),
+    Column("client_id", Id, _fk("clients"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("hour", Timestamp, nullable=False),
+    Column("hits", BigInteger, nullable=False, default=0),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("first_seen", Timestamp, nullable=False),
+    PrimaryKeyConstraint("name_id", "answer_id", "client_id", "source", "hour"),
+    # The reverse pivot (which names an address served) and the window scans.
+    Index(None, "answer_id", "hour"),
+    Index(None, "hour"),
+)
+
 # The url_scans compatibility view is created by the migrations (0001_initial_schema).
