@@ -260,6 +260,9 @@ class NftablesSettings(_Section):
     block_days: PositiveFloat = 7.0
     max_new_blocks_per_hour: PositiveInt = 50
     dry_run: bool = False
+    # Also block the public addresses a malicious domain resolved to here in these
+    # last days (shared hosts and CDNs left alone); 0 turns it off.
+    resolution_days: float = Field(default=7.0, ge=0)
 
 
 class RunSettings(_Section):
