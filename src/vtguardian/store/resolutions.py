@@ -174,3 +174,44 @@ def _described(
             entry.hits += int(hits)
             entry.devices.add(device or "(unknown)")
     return sorted(found.values(), key=lambda r: (r.last_seen or datetime.min), reverse=True)
+
+
+def pivots(connection: Connection, kind: str, ioc_id: int, since: datetime) -> dict[str, Any]:
+    """What the resolutions say about one IoC since ``since``.
+
+    A domain: the addresses it resolved to here (through its CNAMEs), and the other
+    domains seen on those addresses, with their verdicts: what else lives on that
+    server. An address: the domains that resolved to it. Anything else: nothing.
+    """
+    if kind == "domain":
+        chain = walk(connection, [ioc_id], since)[ioc_id]
+        addresses = _described(connection, chain, since, answers=True, only="ip")
+        ids = [
+            address_id
+            for address_id, _value in _ids_of(connection, [a.value for a in addresses], "ip")
+        ]
+        served = walk(connection, ids, since, forward=False)
+        others = {name for names in served.values() for name in names} - chain - {ioc_id}
+        return {
+            "addresses": [a.as_dict() for a in addresses],
+            "neighbours": [
+                n.as_dict() for n in _described(connection, others, since, False, "domain")
+            ],
+        }
+    if kind == "ip":
+        return {"names": [n.as_dict() for n in names_of(connection, ioc_id, since)]}
+    return {}
+
+
+def _ids_of(connection: Connection, values: list[str], kind: str) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for index in range(0, len(values), _CHUNK):
+        found += [
+            (int(row_id), value)
+            for row_id, value in connection.execute(
+                select(iocs.c.id, iocs.c.value).where(
+                    iocs.c.type == kind, iocs.c.value.in_(values[index : index + _CHUNK])
+                )
+            )
+        ]
+    return found
