@@ -20,8 +20,8 @@ from vtguardian.sources.batch import Batch
 from vtguardian.store import queue
 from vtguardian.store.engine import foreign_keys_unchecked, run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
-from vtguardian.store.schema import ids_alerts, ingest_errors, iocs
 from vtguardian.store.resolutions import write_resolutions
+from vtguardian.store.schema import ids_alerts, ingest_errors, iocs
 from vtguardian.store.sightings import SightingRow, write_sightings
 
 Checkpoint = Callable[[Connection], None]

@@ -173,7 +173,7 @@ def _described(
             entry.last_seen = last if entry.last_seen is None else max(entry.last_seen, last)
             entry.hits += int(hits)
             entry.devices.add(device or "(unknown)")
-    return sorted(found.values(), key=lambda r: (r.last_seen or datetime.min), reverse=True)
+    return sorted(found.values(), key=lambda r: r.last_seen or datetime.min, reverse=True)
 
 
 def pivots(connection: Connection, kind: str, ioc_id: int, since: datetime) -> dict[str, Any]:
