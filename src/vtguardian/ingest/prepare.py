@@ -57,6 +57,17 @@ class ResolutionRow(NamedTuple):
     first: str
 
 
+class ConnectionRow(NamedTuple):
+    """One device's connections to one public address in one hour (``connections``)."""
+
+    address: str
+    client: str
+    hour: str
+    hits: int
+    last: str
+    first: str
+
+
 @dataclass(slots=True)
 class Prepared:
     """A batch as rows keyed by IoC and client address; ids are added when stored.
@@ -85,6 +96,8 @@ class Prepared:
     alerted: set[IocKey] = field(default_factory=set)
     #: the DNS answers, per name, answer, client and hour
     resolutions: list[ResolutionRow] = field(default_factory=list)
+    #: the connections to public addresses, per address, client and hour
+    connections: list[ConnectionRow] = field(default_factory=list)
     #: alert row without its ids, the client address and the IoC it names
     alerts: list[tuple[dict[str, Any], str, IocKey | None]] = field(default_factory=list)
     errors: list[BadInput] = field(default_factory=list)
@@ -182,6 +195,8 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
     out.queue = {ioc: (len(who), hits) for ioc, (who, hits) in asked.items()}
     if batch.resolutions:
         _lay_out_resolutions(out, batch, classifier, devices, prefixes, names)
+    if batch.connections:
+        _lay_out_connections(out, batch, classifier, devices, prefixes, names)
     out.alerted = {ioc for k in batch.alerted if (ioc := resolved.get(k)).__class__ is tuple}  # type: ignore[misc]
     for alert in batch.alerts:
         row = {
@@ -317,6 +332,49 @@ def _lay_out_resolutions(
 
 
 _UNSEEN: Any = object()
+
+
+def _lay_out_connections(
+    out: Prepared,
+    batch: Batch,
+    classifier: Classifier,
+    devices: dict[str, str],
+    prefixes: dict[HourKey, str],
+    names: dict[str, str],
+) -> None:
+    """The batch's connections to public addresses as rows (private, allowlisted and
+    invalid addresses are left out: nothing to tell about them)."""
+    addresses: dict[str, str | None] = {}
+    merged: dict[tuple[str, str, str], Tally] = {}
+    for (raw, client, hour), tally in batch.connections.items():
+        address = addresses.get(raw, _UNSEEN)
+        if address is _UNSEEN:
+            result = classifier.classify_as(raw, IocType.IP)
+            address = addresses[raw] = result.value if result.eligible else None
+        if address is None:
+            continue
+        prefix = prefixes.get(hour)
+        if prefix is None:
+            prefix = prefixes[hour] = utc_hour_text(hour)
+        device = devices.get(client)
+        if device is None:
+            device = devices[client] = client_address(client)
+        add_to(merged, (address, device, prefix), tally.hits, 0, tally.last, tally.first)
+    rows = out.connections
+    for (address, device, prefix), tally in merged.items():
+        rows.append(
+            ConnectionRow(
+                address,
+                device,
+                hour_text(prefix),
+                tally.hits,
+                stamp_text(tally.last, prefix),
+                stamp_text(tally.first, prefix),
+            )
+        )
+        if device not in out.clients:
+            first, last = stamp_datetime(tally.first), stamp_datetime(tally.last)
+            out.clients[device] = (names.get(device), first, last)
 
 
 def _end(classifier: Classifier, kind: str, raw: str) -> IocKey | None:

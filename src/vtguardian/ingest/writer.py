@@ -20,7 +20,7 @@ from vtguardian.sources.batch import Batch
 from vtguardian.store import queue
 from vtguardian.store.engine import foreign_keys_unchecked, run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
-from vtguardian.store.resolutions import write_resolutions
+from vtguardian.store.resolutions import write_connections, write_resolutions
 from vtguardian.store.schema import ids_alerts, ingest_errors, iocs
 from vtguardian.store.sightings import SightingRow, write_sightings
 
@@ -76,6 +76,14 @@ def store(
             ]
 
         write_sightings(connection, with_ids(prepared.sightings), with_ids(prepared.client_days))
+        if prepared.connections:
+            write_connections(
+                connection,
+                [
+                    (k.address, client_ids[k.client], source, k.hour, k.hits, k.last, k.first)
+                    for k in prepared.connections
+                ],
+            )
         if prepared.resolutions:
             write_resolutions(
                 connection,

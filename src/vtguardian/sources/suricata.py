@@ -238,6 +238,14 @@ class SuricataParser(Stateless):
                     tls = event.tls
                     if tls is not None:
                         name = tls.sni
+                        server = event.dest_ip
+                        if server and name.__class__ is str and name:  # the handler's else
+                            ckey = (server, client or "", hour)
+                            joined = batch.connections.get(ckey)
+                            if joined is None:
+                                batch.connections[ckey] = Tally(1, 0, ts, ts)
+                            else:
+                                joined.see(ts)
                 if name.__class__ is str and name:
                     key = (ioc_kind, name, client or "", hour)
                     entry = counts.get(key)
@@ -337,6 +345,8 @@ class SuricataParser(Stateless):
             return
         client = event.src_ip or ""
         batch.see_at("", host, client, hour, ts)
+        if event.dest_ip:
+            batch.connect_at(event.dest_ip, client, hour, ts)
         path = text_field(http.url) or "/"
         if path.startswith("/"):  # EVE's http.url is the request target
             port = event.dest_port
@@ -345,13 +355,21 @@ class SuricataParser(Stateless):
 
     def _tls(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         sni = text_field(_section(event.tls, "tls").sni)
+        if event.dest_ip:
+            batch.connect_at(event.dest_ip, event.src_ip or "", hour, ts)
         if sni:
             batch.see_at("domain", sni, event.src_ip or "", hour, ts)
 
     def _quic(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         sni = text_field(_section(event.quic, "quic").sni)
+        client, server = (
+            (event.dest_ip, event.src_ip)
+            if event.src_port == 443
+            else (event.src_ip, event.dest_ip)
+        )
+        if server:
+            batch.connect_at(server, client or "", hour, ts)
         if sni:
-            client = event.dest_ip if event.src_port == 443 else event.src_ip
             batch.see_at("domain", sni, client or "", hour, ts)
 
     def _fileinfo(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
@@ -363,6 +381,9 @@ class SuricataParser(Stateless):
             batch.see_at("file", digest, client or "", hour, ts)
 
     def _flow(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+        if event.dest_ip:
+            # A connection whatever ``flows`` says: it is how a DNS bypass shows.
+            batch.connect_at(event.dest_ip, event.src_ip or "", hour, ts)
         if self.flows and event.dest_ip:
             batch.see_at("ip", event.dest_ip, event.src_ip or "", hour, ts)
 

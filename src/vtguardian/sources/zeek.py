@@ -21,6 +21,8 @@ from vtguardian.sources.batch import Batch
 from vtguardian.sources.timeparse import BadTimestamp, epoch_value
 
 KINDS = ("dns", "http", "ssl", "files", "conn")
+# Logs of a connection to the responder (what shows a DNS bypass).
+_CONNECTIONS = ("conn", "ssl", "http")
 # Queries whose answer is a CNAME chain ending in addresses (a PTR's names are not).
 _ADDRESS_QUERIES = ("A", "AAAA", None)
 
@@ -121,6 +123,8 @@ class ZeekParser(LineByLine):
         batch.events += 1
         orig = _text(record.get("id.orig_h")) or ""
         resp = _text(record.get("id.resp_h"))
+        if resp and kind in _CONNECTIONS:
+            batch.connect(resp, orig, ts)
         if kind == "dns":
             query = _text(record.get("query"))
             if query:

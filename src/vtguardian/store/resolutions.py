@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from vtguardian.clock import as_naive_utc, iso_z
-from vtguardian.store.schema import clients, iocs, resolutions, verdicts
+from vtguardian.store.schema import clients, connections, iocs, resolutions, verdicts
 from vtguardian.store.upsert import upsert_rows
 
 # name_id, answer_id, client_id, source, hour, hits, last_seen, first_seen
@@ -46,6 +46,23 @@ def write_resolutions(connection: Connection, rows: list[ResolutionDbRow]) -> No
         _COLUMNS,
         rows,
         keys=5,
+        increment=["hits"],
+        greatest=["last_seen"],
+        least=["first_seen"],
+    )
+
+
+def write_connections(
+    connection: Connection, rows: list[tuple[str, int, str, Any, int, Any, Any]]
+) -> None:
+    """Add ``(address, client_id, source, hour, hits, last_seen, first_seen)`` rows to
+    the hourly connections."""
+    upsert_rows(
+        connection,
+        connections,
+        ("address", "client_id", "source", "hour", "hits", "last_seen", "first_seen"),
+        rows,
+        keys=4,
         increment=["hits"],
         greatest=["last_seen"],
         least=["first_seen"],

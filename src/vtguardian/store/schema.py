@@ -374,4 +374,40 @@ resolutions = Table(
     Index(None, "hour"),
 )
 
+# Which public addresses each device connected to (Suricata flow, tls, http, quic;
+# Zeek conn, ssl, http), per source and hour, as text: an address contacted is not
+# an IoC to look up by itself. With the resolutions it tells a connection that the
+# local DNS answered from one that went around it (intel/bypass.py).
+connections = Table(
+    "connections",
+    metadata,
+    Column("address", String(45), nullable=False),
+    Column("client_id", Id, _fk("clients"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("hour", Timestamp, nullable=False),
+    Column("hits", BigInteger, nullable=False, default=0),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("first_seen", Timestamp, nullable=False),
+    PrimaryKeyConstraint("address", "client_id", "source", "hour"),
+    Index(None, "hour"),
+)
+
+# Devices that went around the local DNS: "dns-bypass", a connection to an address
+# of a flagged domain the device had not resolved here just before (``domain``
+# that domain), and "doh", talking to a public DNS-over-HTTPS resolver while
+# Pi-hole serves the device (``domain`` the resolver's name, or '').
+dns_bypasses = Table(
+    "dns_bypasses",
+    metadata,
+    Column("kind", String(16), nullable=False),
+    Column("client_id", Id, _fk("clients"), nullable=False),
+    Column("address", String(45), nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("kind", "client_id", "address", "domain"),
+    Index(None, "last_seen"),
+)
+
 # The url_scans compatibility view is created by the migrations (0001_initial_schema).
