@@ -9,7 +9,7 @@ rows are written with the sightings of the same batch, in its transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,14 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from vtguardian.clock import as_naive_utc, iso_z
-from vtguardian.store.schema import clients, connections, iocs, resolutions, verdicts
+from vtguardian.store.schema import (
+    clients,
+    connections,
+    iocs,
+    reports,
+    resolutions,
+    verdicts,
+)
 from vtguardian.store.upsert import upsert_rows
 
 # name_id, answer_id, client_id, source, hour, hits, last_seen, first_seen
@@ -231,4 +238,70 @@ def _ids_of(connection: Connection, values: list[str], kind: str) -> list[tuple[
                 )
             )
         ]
+    return found
+
+
+#: whether a name vouches for the addresses it resolved to: (value, verdict, best
+#: VirusTotal popularity rank) -> True for a harmless, allowlisted or popular name
+Vouches = Callable[[str, str | None, int | None], bool]
+
+
+def shared_addresses(
+    connection: Connection, address_ids: Iterable[int], since: datetime, vouches: Vouches
+) -> set[int]:
+    """Of ``address_ids``, those that since ``since`` also served a name that
+    ``vouches`` for (through CNAMEs too): shared hosting and CDNs, which a block or a
+    bypass alert for one bad name on them would get wrong."""
+    served = walk(connection, address_ids, since, forward=False)
+    names = sorted({name for found in served.values() for name in found})
+    good: set[int] = set()
+    for index in range(0, len(names), _CHUNK):
+        chunk = names[index : index + _CHUNK]
+        rank = (
+            select(reports.c.ioc_id, func.min(reports.c.popularity_rank).label("rank"))
+            .where(reports.c.ioc_id.in_(chunk))
+            .group_by(reports.c.ioc_id)
+            .subquery()
+        )
+        for name_id, value, verdict, popularity in connection.execute(
+            select(iocs.c.id, iocs.c.value, verdicts.c.verdict, rank.c.rank)
+            .outerjoin(verdicts, verdicts.c.ioc_id == iocs.c.id)
+            .outerjoin(rank, rank.c.ioc_id == iocs.c.id)
+            .where(iocs.c.id.in_(chunk), iocs.c.type == "domain")
+        ):
+            if vouches(value, verdict, popularity):
+                good.add(name_id)
+    return {address for address, found in served.items() if found & good}
+
+
+def flagged_addresses(
+    connection: Connection, since: datetime, levels: tuple[str, ...]
+) -> dict[int, tuple[str, list[tuple[int, str]]]]:
+    """Public addresses that domains with a verdict in ``levels`` resolved to here since
+    ``since`` (through CNAMEs): address id -> (address, [(domain id, domain)])."""
+    domains = dict(
+        connection.execute(
+            select(iocs.c.id, iocs.c.value)
+            .join(verdicts, verdicts.c.ioc_id == iocs.c.id)
+            .where(verdicts.c.verdict.in_(levels), iocs.c.type == "domain")
+        ).all()
+    )
+    reached = walk(connection, domains, since)
+    nodes = sorted({node for found in reached.values() for node in found})
+    addresses: dict[int, str] = {}
+    for index in range(0, len(nodes), _CHUNK):
+        addresses.update(
+            connection.execute(
+                select(iocs.c.id, iocs.c.value).where(
+                    iocs.c.id.in_(nodes[index : index + _CHUNK]), iocs.c.type == "ip"
+                )
+            ).all()
+        )
+    found: dict[int, tuple[str, list[tuple[int, str]]]] = {}
+    for domain_id in sorted(reached, key=lambda d: domains[d]):
+        for node in reached[domain_id]:
+            if node in addresses:
+                found.setdefault(node, (addresses[node], []))[1].append(
+                    (domain_id, domains[domain_id])
+                )
     return found
