@@ -130,3 +130,49 @@ def test_the_doh_list_can_be_replaced(tmp_path):
     assert resolvers.names == {"doh.example.net", "resolver.example.org"}
     shipped = DohResolvers.read()
     assert shipped.addresses["8.8.8.8"] == "dns.google" and "dns.quad9.net" in shipped.names
+
+
+def _panel(engine, key, now):
+    from vtguardian.dashboards.macros import TimeRange
+    from vtguardian.dashboards.panels import panels
+    from vtguardian.web.panel_data import run_panel
+
+    panel = next(p for p in panels() if p.key == key)
+    start = int((now - timedelta(days=1)).timestamp())
+    window = TimeRange(start, int((now + timedelta(hours=4)).timestamp()), "1h")
+    clients = ["192.168.1.20", "192.168.1.21", "192.168.1.22", "192.168.1.23", "192.168.1.30"]
+    (result,) = run_panel(
+        engine, panel, window, {"threshold": "0.03", "ioc_type": ["domain"], "client": clients}
+    )
+    return [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+
+
+def _devices(cell) -> list[str]:
+    return sorted((cell or "").split(","))
+
+
+def test_the_c2_infrastructure_and_dns_bypass_panels(engine, db_url, tmp_path):
+    now = _household(engine, tmp_path)
+    _detect(engine, now)
+    rows = _panel(engine, "c2_infrastructure", now)
+    by_pair = {(r["ioc"], r["address"]): r for r in rows}
+    assert set(by_pair) == {
+        (C2, C2_ADDRESS),  # through its CNAME; the private answer is not kept
+        ("phish.bad-example.org", "151.101.1.1"),
+        ("phish.bad-example.org", "151.101.2.2"),
+    }
+    c2 = by_pair[(C2, C2_ADDRESS)]
+    assert c2["verdict"] == "malicious"
+    assert _devices(c2["resolved_by"]) == ["192.168.1.20"]
+    assert _devices(c2["connected_by"]) == ["192.168.1.20", "192.168.1.30"]
+    assert _devices(by_pair[("phish.bad-example.org", "151.101.1.1")]["resolved_by"]) == [
+        "192.168.1.21"
+    ]
+
+    bypass = _panel(engine, "dns_bypass", now)
+    assert sorted((r["client"], r["kind"], r["address"], r["ioc"]) for r in bypass) == [
+        ("192.168.1.20", "dns-bypass", C2_ADDRESS, C2),
+        ("192.168.1.20", "doh", "", "cloudflare-dns.com"),
+        ("192.168.1.20", "doh", "1.1.1.1", "cloudflare-dns.com"),
+        ("192.168.1.30", "dns-bypass", C2_ADDRESS, C2),
+    ]
