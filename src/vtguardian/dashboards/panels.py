@@ -372,7 +372,8 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             width=8,
             height=8,
         ),
-    ] + _passive_dns_panels()
+        *_passive_dns_panels(),
+    ]
 
 
 def _passive_dns_panels() -> list[Panel]:
