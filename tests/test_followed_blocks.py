@@ -85,3 +85,21 @@ def test_a_very_popular_name_on_the_address_guards_it_too(engine, db_url, tmp_pa
     _verdict(engine, "domain", C2_EDGE, "unknown", now, rank=40)
     result = apply_nftables(engine, _settings(db_url, tmp_path), check_only=True)
     assert result.followed == {}
+
+
+def test_a_followed_block_is_renewed_while_its_domain_stays_malicious(engine, db_url, tmp_path):
+    """The address's own verdict is never re-checked: its block must not lapse with it."""
+    ingest(engine, "pihole-log", resolution_log(tmp_path))
+    now = utcnow()
+    _verdict(engine, "domain", C2, "malicious", now)
+    _verdict(engine, "ip", C2_ADDRESS, "harmless", now)
+    settings = _settings(db_url, tmp_path)
+    settings = settings.model_copy(
+        update={"nftables": settings.nftables.model_copy(update={"block_days": 1.0})}
+    )
+    assert _elements(apply_nftables(engine, settings, now=now).script) == {C2_ADDRESS}
+    later = now + timedelta(days=2)  # the block expired; the domain is still malicious
+    _verdict(engine, "domain", C2, "malicious", later)
+    renewed = apply_nftables(engine, settings, now=later)
+    assert _elements(renewed.script) == {C2_ADDRESS}
+    assert renewed.added == [C2_ADDRESS]

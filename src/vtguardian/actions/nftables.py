@@ -106,7 +106,8 @@ def apply_nftables(
     state = ledger.target_state(engine, TARGET, now)
     active, lapsed, recent = state.active, state.lapsed, state.recent
     live = {a: until for a, until in active.items() if until is None or until > now}
-    wanted = malicious - lapsed
+    # A followed address is not re-checked itself: its block lapses with its domain's verdict.
+    wanted = malicious - (lapsed - set(followed))
     new = sorted(wanted - set(live))
     room = max(0, config.max_new_blocks_per_hour - recent)
     result = NftResult(script="", added=new[:room], held=new[room:], followed=followed)

@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import Engine
 
 from vtguardian.actions.feeds import blocklist
-from vtguardian.actions.followed import followed_addresses
+from vtguardian.actions.followed import REASON_PREFIX, followed_addresses
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.intel.bypass import detect_bypasses
@@ -78,6 +78,6 @@ def after_lookups(
     for address, domain in followed_addresses(
         engine, classifier, policy, listed.domains, now, settings.nftables.resolution_days
     ).items():
-        firewall.setdefault(address, f"resolution of {domain}")
+        firewall.setdefault(address, REASON_PREFIX + domain)
     found = detect_bypasses(engine, classifier, policy, now, settings.alerts.bypass_window_minutes)
     return dict(sorted(firewall.items())), found.alerts
