@@ -103,3 +103,17 @@ def test_a_followed_block_is_renewed_while_its_domain_stays_malicious(engine, db
     renewed = apply_nftables(engine, settings, now=later)
     assert _elements(renewed.script) == {C2_ADDRESS}
     assert renewed.added == [C2_ADDRESS]
+
+
+def test_the_circuit_breaker_counts_followed_blocks_too(engine, db_url, tmp_path):
+    ingest(engine, "pihole-log", resolution_log(tmp_path))
+    now = utcnow()
+    _verdict(engine, "domain", C2, "malicious", now)
+    _verdict(engine, "ip", "185.220.101.66", "malicious", now)
+    settings = _settings(db_url, tmp_path)
+    settings = settings.model_copy(
+        update={"nftables": settings.nftables.model_copy(update={"max_new_blocks_per_hour": 1})}
+    )
+    result = apply_nftables(engine, settings, now=now)
+    assert sorted(result.added + result.held) == sorted(["185.220.101.66", C2_ADDRESS])
+    assert len(result.added) == 1 and len(result.held) == 1
