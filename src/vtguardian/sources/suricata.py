@@ -7,6 +7,13 @@ as its source); the local side of an alert or a download. An IoC that an alert
 names (the DNS name, HTTP host or TLS/QUIC SNI inside the alert, else its
 remote address) is queued for lookup before anything else, and the alert
 itself is kept for the dashboard's correlation panels.
+
+Every DNS answer is also a resolution of its client (``Batch.resolve``): each
+record's owner to its address or CNAME target (v1, v3, v2's detailed
+``answers``), or for v2's ``grouped`` form the queried name through its CNAMEs
+in order to the addresses. A ``flow``, ``tls``, ``http`` or ``quic`` event is a
+connection of its client to the server's address (``Batch.connect``), ``flow``
+whatever ``--flows`` says: with the resolutions it shows a DNS bypass.
 """
 
 from __future__ import annotations

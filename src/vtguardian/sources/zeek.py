@@ -5,7 +5,8 @@ dns: the query, and answers that are addresses; the answers are also kept as
 resolutions (the query to its CNAME targets in order, the last to the
 addresses); http: host (a port after it is
 dropped) and URL (a proxy's absolute-form target as it is); ssl: the
-server name; files: the hashes; conn: the responder address. The client is
+server name; files: the hashes; conn: the responder address. conn, ssl and http
+are also connections of the originator to the responder (``Batch.connect``). The client is
 the originator (``id.orig_h``; ``rx_hosts`` in older files logs).
 """
 
