@@ -28,13 +28,13 @@ from vtguardian.clock import as_naive_utc, iso_z
 from vtguardian.errors import ConfigError
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.resolutions import Vouches, flagged_addresses, shared_addresses
 from vtguardian.store.schema import (
     alerts,
     clients,
     connections,
     dns_bypasses,
-    iocs,
     resolutions,
     sightings,
     verdicts,
@@ -284,16 +284,10 @@ def _record_bypasses(
 
 def _doh_devices(connection: Connection, doh: DohResolvers, since: datetime, now: datetime) -> int:
     """Devices that Pi-hole serves and that talked to (or looked up) a public DoH
-    resolver since ``since``, recorded as ``doh`` rows; how many are new."""
-    served = {
-        row[0]
-        for row in connection.execute(
-            select(sightings.c.client_id)
-            .where(sightings.c.hour >= since, sightings.c.source.in_(PIHOLE_SOURCES))
-            .distinct()
-        )
-    }
-    if not served or not (doh.addresses or doh.names):
+    resolver since ``since``, recorded as ``doh`` rows; how many are new. Every query
+    starts from the resolvers' addresses and names, through the tables' keys: a week
+    of sightings is never scanned."""
+    if not (doh.addresses or doh.names):
         return 0
     found: dict[tuple[int, str, str], list[datetime]] = {}
     for address, client_id, first, last in _in_chunks(
@@ -307,18 +301,32 @@ def _doh_devices(connection: Connection, doh: DohResolvers, since: datetime, now
         connections.c.address,
         sorted(doh.addresses),
     ):
-        if client_id in served:
-            _widen(found, (client_id, address, doh.addresses[address]), first, last)
-    for name, client_id, first, last in _in_chunks(
+        _widen(found, (client_id, address, doh.addresses[address]), first, last)
+    name_ids = find_ioc_ids(connection, [("domain", name) for name in sorted(doh.names)])
+    names = {ioc_id: value for (_kind, value), ioc_id in name_ids.items()}
+    for ioc_id, client_id, first, last in _in_chunks(
         connection,
-        select(iocs.c.value, sightings.c.client_id, sightings.c.first_seen, sightings.c.last_seen)
-        .join(iocs, iocs.c.id == sightings.c.ioc_id)
-        .where(sightings.c.hour >= since, iocs.c.type == "domain"),
-        iocs.c.value,
-        sorted(doh.names),
+        select(
+            sightings.c.ioc_id, sightings.c.client_id, sightings.c.first_seen, sightings.c.last_seen
+        ).where(sightings.c.hour >= since),
+        sightings.c.ioc_id,
+        sorted(names),
     ):
-        if client_id in served:
-            _widen(found, (client_id, "", name), first, last)
+        _widen(found, (client_id, "", names[ioc_id]), first, last)
+    if not found:
+        return 0
+    served = {
+        row[0]
+        for row in _in_chunks(
+            connection,
+            select(sightings.c.client_id)
+            .where(sightings.c.hour >= since, sightings.c.source.in_(PIHOLE_SOURCES))
+            .distinct(),
+            sightings.c.client_id,
+            sorted({client_id for client_id, _a, _n in found}),
+        )
+    }
+    found = {key: span for key, span in found.items() if key[0] in served}
     if not found:
         return 0
     before = connection.execute(
