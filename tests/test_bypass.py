@@ -176,3 +176,12 @@ def test_the_c2_infrastructure_and_dns_bypass_panels(engine, db_url, tmp_path):
         ("192.168.1.20", "doh", "1.1.1.1", "cloudflare-dns.com"),
         ("192.168.1.30", "dns-bypass", C2_ADDRESS, C2),
     ]
+
+
+def test_a_connection_waits_until_the_local_answer_could_have_been_read(engine, db_url, tmp_path):
+    """The logs are followed side by side: a connection of the last minutes may have its
+    local answer still on its way, so it is judged in a later round."""
+    now = _household(engine, tmp_path)
+    early = detect_bypasses(engine, Classifier(), Policy(), as_naive_utc(now), 60)
+    assert early.alerts == 0  # the bypass 20 s before is not judged yet
+    assert _detect(engine, now).alerts == 2

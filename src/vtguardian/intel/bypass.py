@@ -47,6 +47,9 @@ DOH = "doh"
 LEVELS = ("malicious", "suspicious")
 #: connections looked at; an alert is made once, so a wider look finds nothing twice
 LOOKBACK = timedelta(days=7)
+#: a connection this recent waits for the next round: the local DNS's answer for it may
+#: still be on its way from another log being followed
+SETTLE = timedelta(minutes=5)
 #: what Pi-hole's own logs are stored as (sightings.source)
 PIHOLE_SOURCES = ("pihole", "dnsmasq")
 
@@ -185,6 +188,8 @@ def _bypass_alerts(
     bypasses: dict[tuple[int, str, int, str], list[datetime]] = {}
     for address, client_id, first, last in joined:
         first, last = as_naive_utc(first), as_naive_utc(last)
+        if first > now - SETTLE:
+            continue
         address_id, names = by_address[address]
         spans = answered.get((client_id, address_id), ())
         if any(start <= first and end >= first - window for start, end in spans):
