@@ -117,3 +117,17 @@ def test_the_circuit_breaker_counts_followed_blocks_too(engine, db_url, tmp_path
     result = apply_nftables(engine, settings, now=now)
     assert sorted(result.added + result.held) == sorted(["185.220.101.66", C2_ADDRESS])
     assert len(result.added) == 1 and len(result.held) == 1
+
+
+def test_an_upstream_filters_block_page_is_not_followed(engine, db_url, tmp_path):
+    """Cisco Umbrella answers a name it blocks with its block page's address
+    (146.112.61.104-110): the name does not live there, so it is not blocked."""
+    log = resolution_log(tmp_path)
+    stamp = log.read_text().split(" dnsmasq", 1)[0]
+    with log.open("a") as handle:
+        handle.write(f"{stamp} dnsmasq[912]: query[A] {C2} from 192.168.1.24\n")
+        handle.write(f"{stamp} dnsmasq[912]: reply {C2} is 146.112.61.108\n")
+    ingest(engine, "pihole-log", log)
+    _verdict(engine, "domain", C2, "malicious", utcnow())
+    result = apply_nftables(engine, _settings(db_url, tmp_path), check_only=True)
+    assert result.followed == {C2_ADDRESS: C2}

@@ -10,7 +10,8 @@ and no longer wanted once the domain's verdict clears or the window passes.
 An address that in the same window also served a name that is harmless,
 allowlisted or very popular is left alone: it is a shared host or a CDN, and
 blocking it would cut off the good names with the bad one. Private and
-allowlisted addresses are never blocked.
+allowlisted addresses are never blocked, nor an upstream filter's block page
+(Cisco Umbrella's), which a blocked name "resolves" to.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from vtguardian.iocs import Classifier, IocType
+from vtguardian.sources.dnsmasq import UPSTREAM_BLOCK_ADDRESSES
 from vtguardian.store.resolutions import Vouches, flagged_addresses, shared_addresses
 from vtguardian.verdict import Policy, popular
 
@@ -61,6 +63,7 @@ def followed_addresses(
             address_id: (address, names)
             for address_id, (address, names) in found.items()
             if classifier.classify_as(address, IocType.IP).eligible
+            and address not in UPSTREAM_BLOCK_ADDRESSES  # an upstream filter's block page
             and any(name in wanted for _id, name in names)
         }
         shared = shared_addresses(connection, candidates, since, vouching(classifier, policy))

@@ -90,6 +90,8 @@ _UPSTREAM_BLOCKS = frozenset(
     ["0.0.0.0", "::"]
     + [f"{prefix}146.112.61.{n}" for prefix in ("", "::ffff:") for n in range(104, 111)]
 )
+#: the same, public: an answer of one of them is a block page, not where a name lives
+UPSTREAM_BLOCK_ADDRESSES = _UPSTREAM_BLOCKS
 _BLOCKED_UPSTREAM = "blocked due to upstream response"  # v6.4: "... (answer)"
 _MAX_PENDING = 4096
 
