@@ -103,7 +103,13 @@ def test_demo_runs_the_pipeline_offline_to_the_served_page(tmp_path):
         process.wait(timeout=20)
     database = tmp_path / "demo" / "vtguardian-demo.db"
     with sqlite3.connect(database) as connection:
-        values = {row[0] for row in connection.execute("SELECT value FROM iocs")}
+        # IoCs that were sighted (a CNAME target seen only in answers is not looked up)
+        values = {
+            row[0]
+            for row in connection.execute(
+                "SELECT value FROM iocs WHERE id IN (SELECT ioc_id FROM sightings)"
+            )
+        }
         typed = connection.execute(
             "SELECT i.type, i.value, v.verdict FROM verdicts v JOIN iocs i ON i.id = v.ioc_id"
         ).fetchall()
@@ -139,6 +145,10 @@ def test_demo_runs_the_pipeline_offline_to_the_served_page(tmp_path):
     assert 'data-loaded="yes"' in dom, page.stderr[-2000:]
     assert stat_value(dom, "malicious") == str(len(malicious))
     assert "malware-c2.example.net" in dom
+    # The device that reached the C2 server around Pi-hole: the DNS bypass panel and
+    # its alert; the C2 address is on the firewall's list, for its domain.
+    assert "dns-bypass" in dom and "91.215.85.17" in dom
+    assert "91.215.85.17 (resolution of malware-c2.example.net)" in stdout
 
 
 def test_dashboard_export_writes_grafana_json(tmp_path):
@@ -253,6 +263,7 @@ def test_ingest_reports_hits_and_new_iocs(sqlite_url, tmp_path):
         "invalid",
         "errors",
         "held",
+        "resolutions",
     ]
     assert (totals["hits"], totals["new_iocs"], totals["skipped_private"]) == (3, 2, 1)
     path.write_text(path.read_text() * 2)  # the same IoCs again: hits, nothing new

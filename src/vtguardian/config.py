@@ -203,6 +203,12 @@ class AlertSettings(_Section):
     webhook_url: str | None = None
     max_attempts: PositiveInt = 8
     timeout_seconds: PositiveFloat = 10.0
+    # A connection to an address of a flagged domain the device did not resolve
+    # through the local DNS in these last minutes is a dns-bypass alert.
+    bypass_window_minutes: PositiveInt = 60
+    # Public DNS-over-HTTPS resolvers to watch for; unset: the list shipped in the
+    # package (intel/doh_resolvers.txt), whose format such a file follows.
+    doh_resolvers_file: Path | None = None
 
 
 class WebSettings(_Section):
@@ -260,6 +266,9 @@ class NftablesSettings(_Section):
     block_days: PositiveFloat = 7.0
     max_new_blocks_per_hour: PositiveInt = 50
     dry_run: bool = False
+    # Also block the public addresses a malicious domain resolved to here in these
+    # last days (shared hosts and CDNs left alone); 0 turns it off.
+    resolution_days: float = Field(default=7.0, ge=0)
 
 
 class RunSettings(_Section):

@@ -70,6 +70,7 @@ class Daemon:
         jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if self.settings.ingest.sources:
             jobs.append(("followers", self._follow))
+            jobs.append(("dns-bypass", self._bypass))
         if run.lookups:
             if self.settings.virustotal.api_key is None:
                 self.say("no VirusTotal key (VT_API_KEY): lookups are off, IoCs stay queued")
@@ -131,6 +132,30 @@ class Daemon:
 
             fw = apply_nftables(self.engine, self.settings)
             self._said("nftables", fw.added, fw.removed, fw.held)
+
+    async def _bypass(self) -> None:
+        """DNS-bypass alerts and DoH devices, each round of actions (see intel/bypass.py)."""
+        while not self.stop.is_set():
+            await asyncio.to_thread(self._find_bypasses)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.settings.run.actions_every_seconds)
+
+    def _find_bypasses(self) -> None:
+        from vtguardian.clock import utcnow
+        from vtguardian.intel.bypass import DohResolvers, detect_bypasses
+        from vtguardian.iocs import Classifier
+        from vtguardian.verdict import Policy
+
+        found = detect_bypasses(
+            self.engine,
+            Classifier.from_settings(self.settings),
+            Policy.from_settings(self.settings),
+            utcnow(),
+            self.settings.alerts.bypass_window_minutes,
+            DohResolvers.read(self.settings.alerts.doh_resolvers_file),
+        )
+        if found.alerts:
+            self.say(f"dns-bypass: {found.alerts} new alerts")
 
     def _said(self, target: str, added: list[str], removed: list[str], held: list[str]) -> None:
         if added or removed:

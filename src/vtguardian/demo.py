@@ -15,7 +15,7 @@ import random
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -33,6 +33,7 @@ from vtguardian.jobs.runner import JobRunner, sync_config_jobs
 from vtguardian.jobs.service import status
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
+from vtguardian.testing.demo_dns import after_lookups, answer_lines, bypass_events, shared_cdn_lines
 from vtguardian.testing.vt_content import load_seed_file
 from vtguardian.testing.vt_emulator import DEFAULT_KEY, EmulatorServer, VirusTotalEmulator
 
@@ -98,6 +99,9 @@ class DemoResult:
     gravity: Path
     would_block: list[str]
     job: dict[str, object] | None = None  # the demo's job, as `vtguardian job show` has it
+    #: what `block firewall --check` would block: address -> why
+    firewall_would_block: dict[str, str] = field(default_factory=dict)
+    dns_bypass_alerts: int = 0
 
 
 def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, Path]:
@@ -129,7 +133,10 @@ def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, P
         elif "." in name and not name.endswith((".local", ".lan", ".arpa")):
             digest = zlib.crc32(name.encode())  # each name resolves to its own address
             address = f"93.184.{digest % 200}.{digest // 200 % 250 + 1}"
-            pihole_lines.append(f"{stamp} dnsmasq[612]: reply {name} is {address}")
+            pihole_lines += [
+                f"{stamp} dnsmasq[612]: {line}" for line in answer_lines(name, address)
+            ]
+    pihole_lines += shared_cdn_lines(stamp, "192.168.1.10")
     pihole = folder / "pihole.log"
     pihole.write_text("\n".join(pihole_lines) + "\n")
 
@@ -192,6 +199,7 @@ def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, P
             fileinfo={"filename": "eicar.com", "sha256": EICAR_SHA256, "size": 68},
         )
     )
+    events += bypass_events(now)
     eve = folder / "eve.json"
     eve.write_bytes(b"".join(events))
     return pihole, eve
@@ -248,6 +256,7 @@ def run_demo(
         }
     )
     would_block = sync_gravity(engine, blocking).added
+    firewall, bypass_alerts = after_lookups(engine, settings, classifier)
     result = DemoResult(
         database=database,
         ingested=totals,
@@ -258,6 +267,8 @@ def run_demo(
         gravity=gravity,
         would_block=would_block,
         job=job,
+        firewall_would_block=firewall,
+        dns_bypass_alerts=bypass_alerts,
     )
     engine.dispose()
     return result

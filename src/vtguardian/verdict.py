@@ -128,6 +128,12 @@ def decide(
     return Verdict(Level.MALICIOUS, score=score, engines=flagged, **counts, reason=reason)
 
 
+def popular(policy: Policy, rank: int | None, domain: str | None) -> str | None:
+    """Why ``domain`` counts as very popular under ``policy`` (rank or top-sites list),
+    or None: such a name vouches for the shared addresses it resolves to."""
+    return _popular(policy, rank, domain)
+
+
 def _popular(policy: Policy, rank: int | None, domain: str | None) -> str | None:
     if policy.popular_rank and rank is not None and rank <= policy.popular_rank:
         return f"very popular (rank {rank})"

@@ -22,11 +22,13 @@ from sqlalchemy import Engine
 
 from vtguardian.actions import ledger
 from vtguardian.actions.feeds import blocklist
+from vtguardian.actions.followed import REASON_PREFIX, followed_addresses
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.errors import UserError
 from vtguardian.intel.alerts import hold_alerts
 from vtguardian.iocs import Classifier
+from vtguardian.verdict import Policy
 
 TARGET = "nftables"
 
@@ -39,6 +41,8 @@ class NftResult:
     removed: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     applied: bool = False
+    #: addresses blocked because a malicious domain resolved to them -> the domain
+    followed: dict[str, str] = field(default_factory=dict)
 
 
 def render_script(table: str, blocked: dict[str, datetime], now: datetime) -> str:
@@ -86,14 +90,27 @@ def apply_nftables(
     now = now or utcnow()
     config = settings.nftables
     lifetime = timedelta(days=config.block_days)
-    malicious = set(blocklist(engine, Classifier.from_settings(settings)).ips)
+    classifier = Classifier.from_settings(settings)
+    listed = blocklist(engine, classifier)
+    malicious = set(listed.ips)
+    followed = followed_addresses(
+        engine,
+        classifier,
+        Policy.from_settings(settings),
+        listed.domains,
+        now,
+        config.resolution_days,
+    )
+    followed = {a: domain for a, domain in followed.items() if a not in malicious}
+    malicious |= set(followed)
     state = ledger.target_state(engine, TARGET, now)
     active, lapsed, recent = state.active, state.lapsed, state.recent
     live = {a: until for a, until in active.items() if until is None or until > now}
-    wanted = malicious - lapsed
+    # A followed address is not re-checked itself: its block lapses with its domain's verdict.
+    wanted = malicious - (lapsed - set(followed))
     new = sorted(wanted - set(live))
     room = max(0, config.max_new_blocks_per_hour - recent)
-    result = NftResult(script="", added=new[:room], held=new[room:])
+    result = NftResult(script="", added=new[:room], held=new[room:], followed=followed)
     # No longer wanted, or lapsed (the kernel dropped those elements already).
     result.removed = sorted((set(active) - wanted) | (set(active) - set(live)))
     result.blocked = {a: (until or now + lifetime) for a, until in live.items() if a in wanted}
@@ -107,9 +124,26 @@ def apply_nftables(
         _nft(config.nft_command, "-f", str(config.script))
         result.applied = True
     if not check_only:
+        own = [a for a in result.added if a not in followed]
         ledger.record_changes(
-            engine, TARGET, "ip", result.added, result.removed, config.dry_run, now, lifetime
+            engine, TARGET, "ip", own, result.removed, config.dry_run, now, lifetime
         )
+        by_domain: dict[str, list[str]] = {}
+        for address in result.added:
+            if address in followed:
+                by_domain.setdefault(followed[address], []).append(address)
+        for domain, addresses in sorted(by_domain.items()):
+            ledger.record_changes(
+                engine,
+                TARGET,
+                "ip",
+                addresses,
+                [],
+                config.dry_run,
+                now,
+                lifetime,
+                reason=(REASON_PREFIX + domain)[:255],
+            )
         if not config.dry_run:
             hold_alerts(engine, "ip", result.held, now)
     return result

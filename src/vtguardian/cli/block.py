@@ -58,6 +58,11 @@ def block_firewall(
         f"{len(result.blocked)} addresses in {settings.nftables.script} ({status}); "
         f"+{len(result.added)} -{len(result.removed)}"
     )
+    if result.followed:
+        out.print(
+            f"{len(result.followed)} of them follow a malicious domain that resolved to them "
+            "here (nftables.resolution_days)"
+        )
     if result.held:
         err.print(
             f"circuit breaker: {len(result.held)} more addresses held back for review "

@@ -102,6 +102,17 @@ def demo(
             f"{job['malicious']} malicious, {job['pending']} pending; "
             "see them in the Event Explorer (the page's /#explorer)."
         )
+    firewall = result.firewall_would_block
+    out.print(
+        "Firewall (`vtguardian block firewall --check`): would block "
+        + (shown(", ".join(f"{a} ({why})" for a, why in firewall.items())) or "nothing")
+        + "; addresses shared with harmless or popular names are left alone."
+    )
+    if result.dns_bypass_alerts:
+        out.print(
+            f"DNS bypass: {result.dns_bypass_alerts} alert(s): a device reached a flagged "
+            "domain's address without asking Pi-hole (see the page's DNS bypass panel)."
+        )
     out.print(f"Database: {result.database}")
     if serve_page:
         _serve_demo(result.database, port)

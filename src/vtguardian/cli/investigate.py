@@ -34,12 +34,21 @@ def hunt(
     days: Annotated[float, typer.Option("--days", min=0, help="How far back to look.")] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per client.")] = False,
 ) -> None:
-    """Which devices contacted an IoC (or anything under a domain), first/last seen, hits."""
-    from vtguardian.intel.hunt import hunt
+    """Which devices contacted an IoC (or anything under a domain), first/last seen, hits.
 
-    contacts = hunt(open_store(ctx), value, days)
+    A domain also lists the addresses it resolved to here and the other domains seen
+    on them; an address, the domains that resolved to it (with --json: one more
+    object, {"resolutions": ...}, when there are any).
+    """
+    from vtguardian.intel.hunt import hunt, pivot
+
+    engine = open_store(ctx)
+    contacts = hunt(engine, value, days)
+    resolved = pivot(engine, value, days)
     if as_json:
         print_json_lines(contact.as_dict() for contact in contacts)
+        if any(resolved.values()):
+            print_json_lines([{"resolutions": resolved}])
         return
     from rich.table import Table
 
@@ -58,6 +67,34 @@ def hunt(
     out.print(
         table if contacts else f"no device contacted {shown(value)} in the last {days:g} days"
     )
+    _print_resolutions(value, resolved)
+
+
+def _print_resolutions(value: str, resolved: dict) -> None:
+    """The pivots of ``hunt``: every value from traffic shown as text, never markup."""
+    from rich.table import Table
+
+    titles = {
+        "addresses": f"Addresses {shown(value)} resolved to here",
+        "neighbours": "Other domains seen on those addresses",
+        "names": f"Domains that resolved to {shown(value)} here",
+    }
+    for key, title in titles.items():
+        rows = resolved.get(key)
+        if not rows:
+            continue
+        table = Table(title=title)
+        for column in ("value", "verdict", "first seen (UTC)", "last seen (UTC)", "devices"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(
+                shown(row["value"]),
+                styled(row["verdict"]),
+                shown(row["first_seen"] or "-"),
+                shown(row["last_seen"] or "-"),
+                shown(", ".join(row["devices"])),
+            )
+        out.print(table)
 
 
 def alerts(

@@ -372,4 +372,12 @@ def panels(daily_budget: int = 500) -> list[Panel]:
             width=8,
             height=8,
         ),
+        *_passive_dns_panels(),
     ]
+
+
+def _passive_dns_panels() -> list[Panel]:
+    """The C2 infrastructure and DNS bypass panels (:mod:`.passive_dns`)."""
+    from vtguardian.dashboards.passive_dns import passive_dns_panels
+
+    return passive_dns_panels()

@@ -88,7 +88,7 @@ def parse_batches(
         index = 0
         while index < len(lines) and position < limit:
             # A line adds a key or a few: a group never takes a batch far past its keys.
-            room = min(batch_lines - batch.lines, MAX_BATCH_KEYS - len(batch.counts))
+            room = min(batch_lines - batch.lines, MAX_BATCH_KEYS - batch.keys())
             group = lines[index : index + max(room, 1)]
             to_end = complete_end - position if index + len(group) == len(lines) else None
             taken, length = _block(feed_block, group, batch, path, position, limit, short, to_end)
@@ -111,7 +111,7 @@ def parse_batches(
                         feed(line, batch)
                     except ParseError as exc:
                         batch.bad(path, line_start, str(exc), line)
-            if batch.lines >= batch_lines or len(batch.counts) >= MAX_BATCH_KEYS:
+            if batch.lines >= batch_lines or batch.keys() >= MAX_BATCH_KEYS:
                 yield Parsed(batch, position, parser.state())
                 batch = Batch(parser.source)
         if index < len(lines):

@@ -30,10 +30,12 @@ from vtguardian.ingest.gc_pause import without_gc_pauses
 from vtguardian.ingest.lines import open_log, parse_batches, skip_line
 from vtguardian.ingest.offsets import Offset
 from vtguardian.ingest.prepare import (
+    ConnectionRow,
     CountRow,
     IocKey,
     Prepared,
     Ready,
+    ResolutionRow,
     count_rows,
     prepared_batches,
 )
@@ -287,6 +289,8 @@ def merge(parts: Sequence[Prepared]) -> Prepared:
     hourly: dict[tuple[IocKey, str, str], Tally] = {}
     daily: dict[tuple[IocKey, str, str], Tally] = {}
     queue: dict[IocKey, tuple[int, int]] = {}
+    resolved: dict[tuple[IocKey, IocKey, str, str], Tally] = {}
+    joined: dict[tuple[str, str, str], Tally] = {}
     for part in parts:
         out.lines += part.lines
         out.events += part.events
@@ -318,12 +322,24 @@ def merge(parts: Sequence[Prepared]) -> Prepared:
             queue[ioc] = (
                 (clients, hits) if queued is None else (max(queued[0], clients), queued[1] + hits)
             )
+        for r in part.resolutions:
+            add_to(resolved, (r.name, r.answer, r.client, r.hour), r.hits, 0, r.last, r.first)
+        for k in part.connections:
+            add_to(joined, (k.address, k.client, k.hour), k.hits, 0, k.last, k.first)
         out.alerted |= part.alerted
         out.alerts += part.alerts
         out.errors += part.errors
     out.sightings = count_rows(hourly)
     out.client_days = count_rows(daily)
     out.queue = queue
+    out.resolutions = [
+        ResolutionRow(name, answer, client, hour, t.hits, t.last, t.first)
+        for (name, answer, client, hour), t in resolved.items()
+    ]
+    out.connections = [
+        ConnectionRow(address, client, hour, t.hits, t.last, t.first)
+        for (address, client, hour), t in joined.items()
+    ]
     return out
 
 

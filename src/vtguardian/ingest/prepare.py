@@ -44,6 +44,30 @@ class CountRow(NamedTuple):
     first: str
 
 
+class ResolutionRow(NamedTuple):
+    """One device's answers linking a name to an address or CNAME target in one hour
+    (``resolutions``). Dates are naive UTC text."""
+
+    name: IocKey
+    answer: IocKey
+    client: str
+    hour: str
+    hits: int
+    last: str
+    first: str
+
+
+class ConnectionRow(NamedTuple):
+    """One device's connections to one public address in one hour (``connections``)."""
+
+    address: str
+    client: str
+    hour: str
+    hits: int
+    last: str
+    first: str
+
+
 @dataclass(slots=True)
 class Prepared:
     """A batch as rows keyed by IoC and client address; ids are added when stored.
@@ -70,6 +94,10 @@ class Prepared:
     #: ioc -> (distinct clients, hits) for the lookup queue
     queue: dict[IocKey, tuple[int, int]] = field(default_factory=dict)
     alerted: set[IocKey] = field(default_factory=set)
+    #: the DNS answers, per name, answer, client and hour
+    resolutions: list[ResolutionRow] = field(default_factory=list)
+    #: the connections to public addresses, per address, client and hour
+    connections: list[ConnectionRow] = field(default_factory=list)
     #: alert row without its ids, the client address and the IoC it names
     alerts: list[tuple[dict[str, Any], str, IocKey | None]] = field(default_factory=list)
     errors: list[BadInput] = field(default_factory=list)
@@ -165,6 +193,10 @@ def prepare(batch: Batch, classifier: Classifier) -> Prepared:
         for client, ts in latest.items()
     }
     out.queue = {ioc: (len(who), hits) for ioc, (who, hits) in asked.items()}
+    if batch.resolutions:
+        _lay_out_resolutions(out, batch, classifier, devices, prefixes, names)
+    if batch.connections:
+        _lay_out_connections(out, batch, classifier, devices, prefixes, names)
     out.alerted = {ioc for k in batch.alerted if (ioc := resolved.get(k)).__class__ is tuple}  # type: ignore[misc]
     for alert in batch.alerts:
         row = {
@@ -231,6 +263,128 @@ def _resolve(
     ioc = (result.type.value, result.value)
     registered[ioc] = result.registered_domain
     return ioc
+
+
+# Why a value that is not looked up may still be kept as a resolution's end: an
+# allowlisted name or network is exactly what tells a shared server from a C2 host.
+_KEPT_ENDS = ("allowlisted",)
+
+
+def _lay_out_resolutions(
+    out: Prepared,
+    batch: Batch,
+    classifier: Classifier,
+    devices: dict[str, str],
+    prefixes: dict[HourKey, str],
+    names: dict[str, str],
+) -> None:
+    """The batch's DNS answers as rows; a link with a private, local or invalid end is
+    left out (nothing to look up or block), an allowlisted end is kept. A name or
+    target seen only in answers becomes an IoC row without being queued."""
+    ends: dict[tuple[str, str], IocKey | None] = {}
+    merged: dict[tuple[IocKey, IocKey, str, str], Tally] = {}
+    spans: dict[IocKey, list[Any]] = {}
+    for (name, kind, answer, client, hour), tally in batch.resolutions.items():
+        owner = ends.get(("domain", name), _UNSEEN)
+        if owner is _UNSEEN:
+            owner = ends["domain", name] = _end(classifier, "domain", name)
+        target = ends.get((kind, answer), _UNSEEN)
+        if target is _UNSEEN:
+            target = ends[kind, answer] = _end(classifier, kind, answer)
+        if owner is None or target is None:
+            continue
+        prefix = prefixes.get(hour)
+        if prefix is None:
+            prefix = prefixes[hour] = utc_hour_text(hour)
+        device = devices.get(client)
+        if device is None:
+            device = devices[client] = client_address(client)
+        add_to(merged, (owner, target, device, prefix), tally.hits, 0, tally.last, tally.first)  # type: ignore[arg-type]
+        for ioc in (owner, target):
+            span = spans.get(ioc)  # type: ignore[arg-type]
+            if span is None:
+                spans[ioc] = [tally.first, prefix, tally.last, prefix]  # type: ignore[index]
+            else:
+                if tally.first < span[0]:
+                    span[0], span[1] = tally.first, prefix
+                if tally.last > span[2]:
+                    span[2], span[3] = tally.last, prefix
+    rows = out.resolutions
+    for (owner, target, device, prefix), tally in merged.items():
+        rows.append(
+            ResolutionRow(
+                owner,
+                target,
+                device,
+                hour_text(prefix),
+                tally.hits,
+                stamp_text(tally.last, prefix),
+                stamp_text(tally.first, prefix),
+            )
+        )
+        if device not in out.clients:
+            first, last = stamp_datetime(tally.first), stamp_datetime(tally.last)
+            out.clients[device] = (names.get(device), first, last)
+    for ioc, (first, since, last, until) in spans.items():
+        if ioc not in out.iocs:
+            registered = classifier.classify_as(ioc[1], IocType(ioc[0])).registered_domain
+            out.iocs[ioc] = (registered, stamp_text(first, since), stamp_text(last, until))
+
+
+_UNSEEN: Any = object()
+
+
+def _lay_out_connections(
+    out: Prepared,
+    batch: Batch,
+    classifier: Classifier,
+    devices: dict[str, str],
+    prefixes: dict[HourKey, str],
+    names: dict[str, str],
+) -> None:
+    """The batch's connections to public addresses as rows (private, allowlisted and
+    invalid addresses are left out: nothing to tell about them)."""
+    addresses: dict[str, str | None] = {}
+    merged: dict[tuple[str, str, str], Tally] = {}
+    for (raw, client, hour), tally in batch.connections.items():
+        address = addresses.get(raw, _UNSEEN)
+        if address is _UNSEEN:
+            result = classifier.classify_as(raw, IocType.IP)
+            address = addresses[raw] = result.value if result.eligible else None
+        if address is None:
+            continue
+        prefix = prefixes.get(hour)
+        if prefix is None:
+            prefix = prefixes[hour] = utc_hour_text(hour)
+        device = devices.get(client)
+        if device is None:
+            device = devices[client] = client_address(client)
+        add_to(merged, (address, device, prefix), tally.hits, 0, tally.last, tally.first)
+    rows = out.connections
+    for (address, device, prefix), tally in merged.items():
+        rows.append(
+            ConnectionRow(
+                address,
+                device,
+                hour_text(prefix),
+                tally.hits,
+                stamp_text(tally.last, prefix),
+                stamp_text(tally.first, prefix),
+            )
+        )
+        if device not in out.clients:
+            first, last = stamp_datetime(tally.first), stamp_datetime(tally.last)
+            out.clients[device] = (names.get(device), first, last)
+
+
+def _end(classifier: Classifier, kind: str, raw: str) -> IocKey | None:
+    """The IoC a resolution's name or answer is, or None when it is left out."""
+    result = classifier.classify_as(raw, IocType(kind))
+    if result.type is None or result.value is None or result.type.value != kind:
+        return None
+    if not result.eligible and result.reason not in _KEPT_ENDS:
+        return None
+    return (kind, result.value)
 
 
 def _lay_out_rows(

@@ -28,6 +28,8 @@ class Totals:
     errors: int = 0
     #: files whose last line had no newline yet and was left for the next read
     held: int = 0
+    #: resolution rows written (a name's answer, per device and hour), batch by batch
+    resolutions: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {item.name: getattr(self, item.name) for item in fields(self)}

@@ -20,6 +20,7 @@ from vtguardian.sources.batch import Batch
 from vtguardian.store import queue
 from vtguardian.store.engine import foreign_keys_unchecked, run_in_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
+from vtguardian.store.resolutions import write_connections, write_resolutions
 from vtguardian.store.schema import ids_alerts, ingest_errors, iocs
 from vtguardian.store.sightings import SightingRow, write_sightings
 
@@ -75,6 +76,31 @@ def store(
             ]
 
         write_sightings(connection, with_ids(prepared.sightings), with_ids(prepared.client_days))
+        if prepared.connections:
+            write_connections(
+                connection,
+                [
+                    (k.address, client_ids[k.client], source, k.hour, k.hits, k.last, k.first)
+                    for k in prepared.connections
+                ],
+            )
+        if prepared.resolutions:
+            write_resolutions(
+                connection,
+                [
+                    (
+                        ioc_ids[r.name],
+                        ioc_ids[r.answer],
+                        client_ids[r.client],
+                        source,
+                        r.hour,
+                        r.hits,
+                        r.last,
+                        r.first,
+                    )
+                    for r in prepared.resolutions
+                ],
+            )
         _queue(connection, prepared, ioc_ids, now)
         if prepared.alerts:
             connection.execute(
@@ -114,6 +140,7 @@ def store(
     totals.skipped_private += prepared.skipped
     totals.invalid += prepared.invalid
     totals.errors += len(prepared.errors)
+    totals.resolutions += len(prepared.resolutions)
 
 
 def _newest_ioc_id(connection: Connection) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine, or_
 
@@ -10,9 +11,11 @@ from vtguardian.clock import utcnow
 from vtguardian.errors import InvalidInput
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.store.contacts import Contact, client_contacts
+from vtguardian.store.resolutions import ioc_id as resolution_ioc
+from vtguardian.store.resolutions import pivots
 from vtguardian.store.schema import iocs, sightings
 
-__all__ = ["Contact", "hunt"]
+__all__ = ["Contact", "hunt", "pivot"]
 
 
 def hunt(engine: Engine, value: str, days: float = 30.0) -> list[Contact]:
@@ -37,3 +40,18 @@ def hunt(engine: Engine, value: str, days: float = 30.0) -> list[Contact]:
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def pivot(engine: Engine, value: str, days: float = 30.0) -> dict[str, Any]:
+    """The network's own passive DNS on ``value``: a domain's addresses here and the
+    other domains on them, or the domains that resolved to an address
+    (:func:`vtguardian.store.resolutions.pivots`); empty for anything else."""
+    result = Classifier(local_suffixes=()).classify(value)
+    if result.type not in (IocType.DOMAIN, IocType.IP) or result.value is None:
+        return {}
+    since = utcnow() - timedelta(days=days, hours=1)
+    with engine.connect() as connection:
+        ioc_id = resolution_ioc(connection, result.type.value, result.value)
+        if ioc_id is None:
+            return {}
+        return pivots(connection, result.type.value, ioc_id, since)

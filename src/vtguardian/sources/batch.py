@@ -15,6 +15,10 @@ from vtguardian.tally import Tally
 
 # kind hint (or "" to detect), raw value, client, hour (see timeparse.HourKey)
 RawKey = tuple[str, str, str, HourKey]
+# name, answer type ("ip" or "domain" for a CNAME target), answer, client, hour
+ResolutionKey = tuple[str, str, str, str, HourKey]
+# address connected to, client, hour
+ConnectionKey = tuple[str, str, HourKey]
 
 
 @dataclass(slots=True)
@@ -50,6 +54,10 @@ class Batch:
     alerts: list[IdsAlert] = field(default_factory=list)
     errors: list[BadInput] = field(default_factory=list)
     client_names: dict[str, str] = field(default_factory=dict)
+    #: DNS answers as logged: one link of a name to an address or a CNAME target
+    resolutions: dict[ResolutionKey, Tally] = field(default_factory=dict)
+    #: connections a device made to an address (not DNS): what a DNS bypass shows
+    connections: dict[ConnectionKey, Tally] = field(default_factory=dict)
     lines: int = 0
     events: int = 0
 
@@ -75,6 +83,46 @@ class Batch:
         else:
             entry.see(ts)
 
+    def resolve(self, name: str, kind: str, answer: str, client: str, ts: Stamp) -> None:
+        """One DNS answer seen by ``client``: ``name`` is ``answer``, an address
+        (``kind`` "ip") or the target of a CNAME (``kind`` "domain")."""
+        hour = int(ts // 3600) if ts.__class__ is not datetime else unix_hour(ts)  # type: ignore[arg-type,operator]
+        key = (name, kind, answer, client, hour)
+        entry = self.resolutions.get(key)
+        if entry is None:
+            self.resolutions[key] = Tally(1, 0, ts, ts)
+        else:
+            entry.see(ts)
+
+    def resolve_at(
+        self, name: str, kind: str, answer: str, client: str, hour: HourKey, ts: Stamp
+    ) -> None:
+        """:meth:`resolve` when the parser already has the hour key."""
+        key = (name, kind, answer, client, hour)
+        entry = self.resolutions.get(key)
+        if entry is None:
+            self.resolutions[key] = Tally(1, 0, ts, ts)
+        else:
+            entry.see(ts)
+
+    def connect_at(self, address: str, client: str, hour: HourKey, ts: Stamp) -> None:
+        """``client`` connected to ``address`` (a flow, a TLS or HTTP request) at ``ts``."""
+        key = (address, client, hour)
+        entry = self.connections.get(key)
+        if entry is None:
+            self.connections[key] = Tally(1, 0, ts, ts)
+        else:
+            entry.see(ts)
+
+    def connect(self, address: str, client: str, ts: Stamp) -> None:
+        """:meth:`connect_at` working the hour out from ``ts``."""
+        hour = int(ts // 3600) if ts.__class__ is not datetime else unix_hour(ts)  # type: ignore[arg-type,operator]
+        self.connect_at(address, client, hour, ts)
+
+    def keys(self) -> int:
+        """The keys counted so far: what bounds a batch's memory."""
+        return len(self.counts) + len(self.resolutions) + len(self.connections)
+
     def alert(self, alert: IdsAlert) -> None:
         self.alerts.append(alert)
         if alert.ioc_raw:
@@ -86,4 +134,4 @@ class Batch:
         self.errors.append(BadInput(path, position, reason[:255], sample))
 
     def __len__(self) -> int:
-        return len(self.counts) + len(self.alerts) + len(self.errors)
+        return self.keys() + len(self.alerts) + len(self.errors)

@@ -2,7 +2,9 @@
 
 A ``query[A] example.com from 192.168.1.10`` line is one DNS query by a client.
 The addresses of an answer (``reply``/``cached ... is 1.2.3.4``) are IP
-sightings of the client whose query the answer is for. dnsmasq logs an answer
+sightings of the client whose query the answer is for, and each line is also a
+resolution by that client: ``NAME -> ADDR``, or ``NAME -> TARGET`` for a
+``<CNAME>`` line, whose target is the name of the line after it. dnsmasq logs an answer
 as consecutive lines, its CNAME chain first (``reply a.example is <CNAME>``,
 ``reply a.example.edgekey.net is <CNAME>``) and the target's records last, so a
 target that nobody queried is followed back to the query that started the
@@ -88,6 +90,8 @@ _UPSTREAM_BLOCKS = frozenset(
     ["0.0.0.0", "::"]
     + [f"{prefix}146.112.61.{n}" for prefix in ("", "::ffff:") for n in range(104, 111)]
 )
+#: the same, public: an answer of one of them is a block page, not where a name lives
+UPSTREAM_BLOCK_ADDRESSES = _UPSTREAM_BLOCKS
 _BLOCKED_UPSTREAM = "blocked due to upstream response"  # v6.4: "... (answer)"
 _MAX_PENDING = 4096
 
@@ -104,7 +108,8 @@ class DnsmasqParser(LineByLine):
         # Per process, the answer being logged: its client (None for a refresh that
         # reaches no client), the name its next line may have (None after a CNAME: the
         # target, whatever it is), the queried name, whether a block of it was counted
-        # already, and its query serial (extra logging; a line of another is not its).
+        # already, its query serial (extra logging; a line of another is not its), and
+        # the name of its last line (the owner of a CNAME whose target comes next).
         self._answers: dict[str, list[Any]] = {}
         # Names answered from a stale cache entry whose refresh is still to come.
         self._stale: OrderedDict[str, str] = OrderedDict()
@@ -126,8 +131,11 @@ class DnsmasqParser(LineByLine):
                 self._answers = {
                     str(pid): list(answer)
                     for pid, answer in answers.items()
-                    if isinstance(answer, list) and len(answer) == 5
+                    if isinstance(answer, list) and len(answer) in (5, 6)
                 }
+                for kept in self._answers.values():  # saved before resolutions were kept
+                    if len(kept) == 5:
+                        kept.append(None)
             self._stale = OrderedDict((str(name), "") for name in state.get("stale", []))
 
     def _epoch(self, mon: str, day: str, hour: str, minute: str, second: str) -> float:
@@ -217,9 +225,12 @@ class DnsmasqParser(LineByLine):
                 _remember(self._stale, queried, "")
             if answer is not None and answer[1] is None and name != queried:
                 _remember(self._by_name, name, client)  # a CNAME target, the chain's client
+                if answer[5]:  # the line before was the CNAME whose target this is
+                    batch.resolve(answer[5], "domain", name, client, ts)
             if value and looks_like_ip(value):
                 batch.events += 1
                 batch.see("ip", value, client, ts)
+                batch.resolve(name, "ip", value, client, ts)
             if not counted and (
                 value in _UPSTREAM_BLOCKS or rest.startswith(_BLOCKED_UPSTREAM, len(name) + 4)
             ):  # Pi-hole's status 6 or 7: a block of the query
@@ -231,6 +242,7 @@ class DnsmasqParser(LineByLine):
             queried,
             counted,
             query_id,
+            name,  # the owner of this line: a CNAME's, linked to the next line's name
         ]
 
     def _client(self, query_id: str | None, name: str) -> str:

@@ -3,6 +3,8 @@
 Field paths are dotted (``dns.question.name``) and match nested objects or flat
 dotted keys alike; a field may hold one value or a list. The client is
 ``source.ip`` (else ``client.ip``), the time ``@timestamp`` (else ``timestamp``).
+A DNS event's answers (``dns.answers``, else ``dns.resolved_ip``) are kept as
+resolutions whatever the fields chosen.
 """
 
 from __future__ import annotations
@@ -76,3 +78,31 @@ class EcsParser(Stateless):
                 seen.setdefault(item, kind)
         for item, kind in seen.items():
             batch.see(kind, item, client, ts)
+        _resolutions(event, client, ts, batch)
+
+
+def _resolutions(event: dict, client: str, ts: float, batch: Batch) -> None:
+    """A DNS event's answers as resolutions: ``dns.answers`` name each record's owner;
+    ``dns.resolved_ip`` are the queried name's addresses, the chain left out."""
+    answers = lookup(event, "dns.answers")
+    linked = False
+    if isinstance(answers, list):
+        for record in answers:
+            if not isinstance(record, dict):
+                continue
+            owner, kind, data = record.get("name"), record.get("type"), record.get("data")
+            if not isinstance(owner, str) or not isinstance(data, str) or not owner or not data:
+                continue
+            if kind in ("A", "AAAA"):
+                batch.resolve(owner, "ip", data, client, ts)
+                linked = True
+            elif kind == "CNAME":
+                batch.resolve(owner, "domain", data, client, ts)
+    if linked:
+        return
+    name = lookup(event, "dns.question.name")
+    resolved = lookup(event, "dns.resolved_ip")
+    if isinstance(name, str) and name:
+        for address in resolved if isinstance(resolved, list) else [resolved]:
+            if isinstance(address, str) and address:
+                batch.resolve(name, "ip", address, client, ts)

@@ -7,6 +7,13 @@ as its source); the local side of an alert or a download. An IoC that an alert
 names (the DNS name, HTTP host or TLS/QUIC SNI inside the alert, else its
 remote address) is queued for lookup before anything else, and the alert
 itself is kept for the dashboard's correlation panels.
+
+Every DNS answer is also a resolution of its client (``Batch.resolve``): each
+record's owner to its address or CNAME target (v1, v3, v2's detailed
+``answers``), or for v2's ``grouped`` form the queried name through its CNAMEs
+in order to the addresses. A ``flow``, ``tls``, ``http`` or ``quic`` event is a
+connection of its client to the server's address (``Batch.connect``), ``flow``
+whatever ``--flows`` says: with the resolutions it shows a DNS bypass.
 """
 
 from __future__ import annotations
@@ -38,13 +45,15 @@ _ADDRESS_TYPES = ("A", "AAAA")
 # bad line. Fields whose shape varies between Suricata versions stay ``Any`` and
 # are checked where they are used.
 class _Grouped(msgspec.Struct, gc=False):
-    """DNS v2 grouped answers: only the address records are read."""
+    """DNS v2 grouped answers: the address records and the CNAME chain are read."""
 
     A: list[str] | None = None
     AAAA: list[str] | None = None
+    CNAME: Any = None
 
 
 class _Answer(msgspec.Struct, gc=False):
+    rrname: Any = None
     rrtype: Any = None
     rdata: Any = None
 
@@ -212,7 +221,12 @@ class SuricataParser(Stateless):
                             name = dns.rrname
                         elif dns_type == "answer" and dns.answers is None and dns.rdata is None:
                             grouped = dns.grouped  # v2: decoded as lists of text
-                            if grouped is not None and grouped.AAAA is None:
+                            if (
+                                grouped is not None
+                                and grouped.AAAA is None
+                                and grouped.CNAME is None
+                                and dns.rrname.__class__ is str
+                            ):
                                 a = grouped.A
                                 if a is not None and len(a) == 1:
                                     # Logged in the flow's direction (up to 7), except
@@ -220,10 +234,25 @@ class SuricataParser(Stateless):
                                     name, ioc_kind = a[0], "ip"
                                     if event.src_port == 53 and event.dest_port != 53:
                                         client = event.dest_ip
+                                    # The answer itself: the name that has the address.
+                                    rkey = (dns.rrname, "ip", name, client or "", hour)
+                                    resolved = batch.resolutions.get(rkey)
+                                    if resolved is None:
+                                        batch.resolutions[rkey] = Tally(1, 0, ts, ts)
+                                    else:
+                                        resolved.see(ts)
                 elif kind == "tls":
                     tls = event.tls
                     if tls is not None:
                         name = tls.sni
+                        server = event.dest_ip
+                        if server and name.__class__ is str and name:  # the handler's else
+                            ckey = (server, client or "", hour)
+                            joined = batch.connections.get(ckey)
+                            if joined is None:
+                                batch.connections[ckey] = Tally(1, 0, ts, ts)
+                            else:
+                                joined.see(ts)
                 if name.__class__ is str and name:
                     key = (ioc_kind, name, client or "", hour)
                     entry = counts.get(key)
@@ -276,6 +305,7 @@ class SuricataParser(Stateless):
         # Up to Suricata 7 an answer is logged in the flow's direction; Suricata 8's
         # responses name the responder as the source.
         client = _dns_client(event, responder_is_src=kind == "response")
+        _resolutions(dns, client, hour, ts, batch)
         for address in set(addresses) if len(addresses) > 1 else addresses:
             if address.__class__ is not str:  # v1 and answers: any JSON value
                 text_field(address)  # a wrong type is a bad line, null is skipped
@@ -322,6 +352,8 @@ class SuricataParser(Stateless):
             return
         client = event.src_ip or ""
         batch.see_at("", host, client, hour, ts)
+        if event.dest_ip:
+            batch.connect_at(event.dest_ip, client, hour, ts)
         path = text_field(http.url) or "/"
         if path.startswith("/"):  # EVE's http.url is the request target
             port = event.dest_port
@@ -330,13 +362,21 @@ class SuricataParser(Stateless):
 
     def _tls(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         sni = text_field(_section(event.tls, "tls").sni)
+        if event.dest_ip:
+            batch.connect_at(event.dest_ip, event.src_ip or "", hour, ts)
         if sni:
             batch.see_at("domain", sni, event.src_ip or "", hour, ts)
 
     def _quic(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
         sni = text_field(_section(event.quic, "quic").sni)
+        client, server = (
+            (event.dest_ip, event.src_ip)
+            if event.src_port == 443
+            else (event.src_ip, event.dest_ip)
+        )
+        if server:
+            batch.connect_at(server, client or "", hour, ts)
         if sni:
-            client = event.dest_ip if event.src_port == 443 else event.src_ip
             batch.see_at("domain", sni, client or "", hour, ts)
 
     def _fileinfo(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
@@ -348,6 +388,9 @@ class SuricataParser(Stateless):
             batch.see_at("file", digest, client or "", hour, ts)
 
     def _flow(self, event: _Fields, ts: Stamp, hour: HourKey, batch: Batch) -> None:
+        if event.dest_ip:
+            # A connection whatever ``flows`` says: it is how a DNS bypass shows.
+            batch.connect_at(event.dest_ip, event.src_ip or "", hour, ts)
         if self.flows and event.dest_ip:
             batch.see_at("ip", event.dest_ip, event.src_ip or "", hour, ts)
 
@@ -402,6 +445,56 @@ def _dns_client(event: _Fields, responder_is_src: bool) -> str:
     if event.src_port == 53:
         return event.dest_ip or ""
     return (event.dest_ip if responder_is_src else event.src_ip) or ""
+
+
+def _resolutions(dns: _Dns, client: str, hour: HourKey, ts: Stamp, batch: Batch) -> None:
+    """The links of a DNS answer: each record's owner to its address or CNAME target.
+
+    v1 logs one record an event with its owner; v3's ``answers`` (and v2's
+    detailed form) name each record's owner; v2's ``grouped`` form does not, so
+    its CNAMEs are taken as the chain in order from the queried name, and its
+    addresses as the last target's.
+    """
+    resolve = batch.resolve_at
+    if dns.answers is not None:
+        for record in dns.answers:
+            _link(record.rrname, record.rrtype, record.rdata, client, hour, ts, resolve)
+    elif dns.rdata is not None:  # v1
+        _link(dns.rrname, dns.rrtype, dns.rdata, client, hour, ts, resolve)
+    grouped = dns.grouped
+    if grouped is None or dns.answers is not None:
+        return
+    owner = dns.rrname
+    if owner.__class__ is not str or not owner:
+        return
+    cnames = grouped.CNAME
+    if isinstance(cnames, list):
+        for target in cnames:
+            if target.__class__ is str and target and target != owner:
+                resolve(owner, "domain", target, client, hour, ts)
+                owner = target
+    for records in (grouped.A, grouped.AAAA):
+        for address in records or ():
+            if address.__class__ is str and address:
+                resolve(owner, "ip", address, client, hour, ts)
+
+
+def _link(
+    owner: Any,
+    rrtype: Any,
+    rdata: Any,
+    client: str,
+    hour: HourKey,
+    ts: Stamp,
+    resolve: Callable[[str, str, str, str, HourKey, Stamp], None],
+) -> None:
+    """One answer record as a resolution, when it is an address or a CNAME of text."""
+    if owner.__class__ is not str or rdata.__class__ is not str or not owner or not rdata:
+        return
+    if rrtype in _ADDRESS_TYPES:
+        resolve(owner, "ip", rdata, client, hour, ts)
+    elif rrtype == "CNAME":
+        resolve(owner, "domain", rdata, client, hour, ts)
 
 
 def _alert_name(event: _Fields) -> str | None:

@@ -1,9 +1,12 @@
 """Zeek logs, TSV (``#fields``, ``#separator``, ``-``, ``(empty)``) and JSON.
 
 The log's kind comes from ``#path`` (TSV), ``_path`` (JSON) or the file name.
-dns: the query, and answers that are addresses; http: host (a port after it is
+dns: the query, and answers that are addresses; the answers are also kept as
+resolutions (the query to its CNAME targets in order, the last to the
+addresses); http: host (a port after it is
 dropped) and URL (a proxy's absolute-form target as it is); ssl: the
-server name; files: the hashes; conn: the responder address. The client is
+server name; files: the hashes; conn: the responder address. conn, ssl and http
+are also connections of the originator to the responder (``Batch.connect``). The client is
 the originator (``id.orig_h``; ``rx_hosts`` in older files logs).
 """
 
@@ -19,6 +22,10 @@ from vtguardian.sources.batch import Batch
 from vtguardian.sources.timeparse import BadTimestamp, epoch_value
 
 KINDS = ("dns", "http", "ssl", "files", "conn")
+# Logs of a connection to the responder (what shows a DNS bypass).
+_CONNECTIONS = ("conn", "ssl", "http")
+# Queries whose answer is a CNAME chain ending in addresses (a PTR's names are not).
+_ADDRESS_QUERIES = ("A", "AAAA", None)
 
 
 _KIND_IN_NAME = re.compile(r"(?:^|[._-])(dns|http|ssl|files|conn)(?=[._-]|$)")
@@ -117,13 +124,25 @@ class ZeekParser(LineByLine):
         batch.events += 1
         orig = _text(record.get("id.orig_h")) or ""
         resp = _text(record.get("id.resp_h"))
+        if resp and kind in _CONNECTIONS:
+            batch.connect(resp, orig, ts)
         if kind == "dns":
             query = _text(record.get("query"))
             if query:
                 batch.see("domain", query, orig, ts)
+            # Zeek lists an answer's records in order without their owners: a name
+            # among them (for an address query) is the next CNAME target of the chain
+            # that starts at the query, and an address belongs to the last target.
+            owner = query
+            chains = record.get("qtype_name") in _ADDRESS_QUERIES
             for answer in self._list(record.get("answers"), tsv):
                 if looks_like_ip(answer):
                     batch.see("ip", answer, orig, ts)
+                    if owner:
+                        batch.resolve(owner, "ip", answer, orig, ts)
+                elif chains and owner and answer and " " not in answer:
+                    batch.resolve(owner, "domain", answer, orig, ts)
+                    owner = answer
         elif kind == "http":
             host = _text(record.get("host"))
             if host:

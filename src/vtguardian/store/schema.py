@@ -354,6 +354,63 @@ actions = Table(
     Index(None, "ioc_id", "created_at"),
 )
 
+# The network's own passive DNS: each answer a DNS source showed, per name, answer,
+# device, source and hour. ``answer_id`` is an address, or the target of a CNAME
+# (a domain), so a chain is kept as its links and an address is reached from the
+# name the device asked by following them (store/resolutions.py).
+resolutions = Table(
+    "resolutions",
+    metadata,
+    Column("name_id", Id, _fk("iocs"), nullable=False),
+    Column("answer_id", Id, _fk("iocs"), nullable=False),
+    Column("client_id", Id, _fk("clients"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("hour", Timestamp, nullable=False),
+    Column("hits", BigInteger, nullable=False, default=0),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("first_seen", Timestamp, nullable=False),
+    PrimaryKeyConstraint("name_id", "answer_id", "client_id", "source", "hour"),
+    # The reverse pivot (which names an address served) and the window scans.
+    Index(None, "answer_id", "hour"),
+    Index(None, "hour"),
+)
+
+# Which public addresses each device connected to (Suricata flow, tls, http, quic;
+# Zeek conn, ssl, http), per source and hour, as text: an address contacted is not
+# an IoC to look up by itself. With the resolutions it tells a connection that the
+# local DNS answered from one that went around it (intel/bypass.py).
+connections = Table(
+    "connections",
+    metadata,
+    Column("address", String(45), nullable=False),
+    Column("client_id", Id, _fk("clients"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("hour", Timestamp, nullable=False),
+    Column("hits", BigInteger, nullable=False, default=0),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("first_seen", Timestamp, nullable=False),
+    PrimaryKeyConstraint("address", "client_id", "source", "hour"),
+    Index(None, "hour"),
+)
+
+# Devices that went around the local DNS: "dns-bypass", a connection to an address
+# of a flagged domain the device had not resolved here just before (``domain``
+# that domain), and "doh", talking to a public DNS-over-HTTPS resolver while
+# Pi-hole serves the device (``domain`` the resolver's name, or '').
+dns_bypasses = Table(
+    "dns_bypasses",
+    metadata,
+    Column("kind", String(16), nullable=False),
+    Column("client_id", Id, _fk("clients"), nullable=False),
+    Column("address", String(45), nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("first_seen", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("kind", "client_id", "address", "domain"),
+    Index(None, "last_seen"),
+)
+
 # The url_scans compatibility view is created by the migrations (0001_initial_schema).
 
 # --- jobs (alert triage, the Event Explorer) -------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vtguardian.actions.feeds import FEEDS, blocklist
+from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.dashboards.macros import TimeRange
 from vtguardian.intel.lookup import budget_from
@@ -30,6 +32,7 @@ from vtguardian.iocs import Classifier
 from vtguardian.quota import QuotaScheduler
 from vtguardian.store.engine import make_engine
 from vtguardian.store.entities import find_ioc_ids
+from vtguardian.store.resolutions import pivots
 from vtguardian.store.schema import actions, clients, reports, sightings, verdicts
 from vtguardian.web.api import add_api_routes, row_payload
 from vtguardian.web.jobs_api import add_job_routes
@@ -47,6 +50,7 @@ from vtguardian.web.security import (
 
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 TYPES = ["domain", "ip", "url", "file"]
+RESOLUTION_WINDOW = timedelta(days=30)  # how far back an IoC's detail pivots
 OPENAPI_PATH = "/openapi.json"
 _NOT_KNOWN = {
     "detail": "never seen on this network",
@@ -239,6 +243,7 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
             done = connection.execute(
                 select(actions).where(actions.c.ioc_id == ioc_id).order_by(actions.c.id.desc())
             ).all()
+            resolved = pivots(connection, key[0], ioc_id, utcnow() - RESOLUTION_WINDOW)
         return {
             "type": key[0],
             "value": key[1],
@@ -248,6 +253,7 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
             "reports": [row_payload(row) for row in history],
             "clients": [row_payload(row) for row in seen_by],
             "actions": [row_payload(row) for row in done],
+            "resolutions": resolved,
         }
 
     return app

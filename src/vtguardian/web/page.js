@@ -131,6 +131,19 @@ async function detail(value) {
     const cols = Object.keys(rows[0]);
     pane.appendChild(table({columns: cols, rows: rows.map(r => cols.map(c => Array.isArray(r[c]) ? r[c].join(", ") : r[c]))}));
   });
+  resolutionPivots(pane, data.resolutions || {});
+}
+
+// The network's own passive DNS: a domain's addresses here and the other domains on
+// them, or the domains an address served; each value opens its own detail.
+function resolutionPivots(pane, resolved) {
+  [["Resolved here to", resolved.addresses], ["Other domains on those addresses", resolved.neighbours], ["Domains that resolved to it here", resolved.names]].forEach(([title, rows]) => {
+    if (!rows) return;
+    pane.appendChild(el("h3", title));
+    if (!rows.length) { pane.appendChild(el("p", "none")); return; }
+    const cols = ["ioc", "verdict", "first_seen", "last_seen", "devices"];
+    pane.appendChild(table({columns: cols, rows: rows.map(r => [r.value, r.verdict, r.first_seen, r.last_seen, (r.devices || []).join(", ")])}));
+  });
 }
 
 async function load() {
