@@ -165,6 +165,10 @@ class IngestSettings(_Section):
     # Lines per transaction: bigger is faster, smaller loses less work to a crash.
     batch_lines: PositiveInt = 50_000
     poll_seconds: PositiveFloat = 0.5
+    # Followers read as soon as the file changes (inotify and the like; poll_seconds then
+    # only spaces the reads of a busy log). Off: they poll every poll_seconds, e.g. for a
+    # log on a network file system, whose changes the platform may not report.
+    file_notifications: bool = True
     # One-off reads larger than this are parsed by worker processes while this one stores.
     parallel_min_mb: NonNegativeFloat = 32.0
     # The sources `vtguardian ingest --follow` (and the daemon) follow when given no paths.
