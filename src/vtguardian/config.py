@@ -164,7 +164,7 @@ class FollowedSource(_Section):
 class IngestSettings(_Section):
     # Lines per transaction: bigger is faster, smaller loses less work to a crash.
     batch_lines: PositiveInt = 50_000
-    poll_seconds: PositiveFloat = 0.5
+    poll_seconds: PositiveFloat = 1.0
     # Followers read as soon as the file changes (inotify and the like; poll_seconds then
     # only spaces the reads of a busy log). Off: they poll every poll_seconds, e.g. for a
     # log on a network file system, whose changes the platform may not report.

@@ -19,7 +19,7 @@ class IngestOptions:
     #: lines per transaction: bigger is faster, smaller loses less work to a crash
     batch_lines: int = BATCH_LINES
     #: how often a follower looks for new lines (with notifications: at most how often)
-    poll_seconds: float = 0.5
+    poll_seconds: float = 1.0
     #: one-off reads larger than this are parsed by worker processes
     parallel_min_bytes: int = PARALLEL_MIN_BYTES
     #: how long to wait for a database that went away (a MariaDB restart)
