@@ -1,5 +1,6 @@
 """When a follower reads again: as soon as its file changes, at most every
-``poll_seconds`` while it keeps changing, and now and then anyway.
+``poll_seconds`` (and at least every second) while it keeps changing, and now and
+then anyway.
 
 A follower used to look every ``poll_seconds``: half a second before a new line
 was even read, and a query and a ``stat`` twice a second on a quiet night. On
@@ -11,8 +12,8 @@ the follower polls every ``poll_seconds`` as before, and ``ingest.file_notificat
 
 What is read, and how it is stored, does not change: each read takes everything
 written since the stored offset and commits it with its offset in one
-transaction. Under load the reads stay ``poll_seconds`` apart, so a busy log is
-stored in batches, not one transaction per line. The folder is watched, not the
+transaction. Under load the reads stay ``poll_seconds`` apart (a second at most),
+so a busy log is stored in batches, not one transaction per line. The folder is watched, not the
 file, so a rotation (a rename and a new file) is seen too.
 """
 
@@ -32,9 +33,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vtguardian.ingest")
 
-#: With notifications, a quiet file is still read this often: a change inotify
-#: did not report is late, never lost.
+#: With notifications, a quiet file is still read this often (or every poll_seconds
+#: if that is longer): a change inotify did not report is late, never lost.
 SAFETY_SECONDS = 10.0
+#: While a log keeps changing, reads are poll_seconds apart, but never more than this.
+BUSY_SECONDS = 1.0
 #: How often a wait looks whether the follower was asked to stop.
 STOP_CHECK_SECONDS = 0.5
 
@@ -101,7 +104,7 @@ class ChangeWait:
         """Wait until the file is worth reading again; True when asked to stop."""
         if self._inotify is None:
             return self.stop.wait(self.poll_seconds)
-        deadline = time.monotonic() + SAFETY_SECONDS
+        deadline = time.monotonic() + max(SAFETY_SECONDS, self.poll_seconds)
         while not self.stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -112,7 +115,7 @@ class ChangeWait:
             if self._inotify is None:  # the folder itself went away: poll from now on
                 return self.stop.wait(self.poll_seconds)
         # Under load, reads stay apart so that lines are stored in batches.
-        rest = self.poll_seconds - (time.monotonic() - self.last_read)
+        rest = min(self.poll_seconds, BUSY_SECONDS) - (time.monotonic() - self.last_read)
         return self.stop.wait(rest) if rest > 0 else self.stop.is_set()
 
     def _changed(self, events: Iterable[Event]) -> bool:

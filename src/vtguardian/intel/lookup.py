@@ -182,8 +182,11 @@ class LookupService:
                 connection, ioc_id, report, self.ttl(report.verdict), now, also
             )
             flipped = recorded.history_id is not None
-            if flipped and report.verdict in ALERT_LEVELS:
-                create_alert(connection, ioc_id, recorded.previous, recorded.history_id, now)
+            if (
+                flipped
+                and report.verdict in ALERT_LEVELS
+                and create_alert(connection, ioc_id, recorded.previous, recorded.history_id, now)
+            ):
                 woken.append(wake.ALERTS)
             if flipped and Level.MALICIOUS in (report.verdict, recorded.previous):
                 woken.append(wake.VERDICTS)
