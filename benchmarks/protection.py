@@ -417,6 +417,9 @@ def quota_bound(folder: Path, backlog: int, per_minute: int, minute_seconds: flo
     place = order.index(alerted) + 1 if alerted in order else None
     waited = len([v for v in order[: (place or 1) - 1] if v and v.startswith("backlog")])
     print(f"the alerted IoC was request #{place}, after {waited} of the backlog")
+    fifo = 1 + backlog + 1  # behind the warm-up line and the whole backlog
+    fifo_wait = (fifo - 1) // per_minute * minute_seconds
+    print(f"first in, first out it would be request #{fifo}, about {fifo_wait:.0f} s later")
     print_stages([result])
 
 

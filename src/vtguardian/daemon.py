@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from vtguardian import wake
 from vtguardian.config import Settings
@@ -27,6 +28,7 @@ from vtguardian.errors import UserError
 from vtguardian.ingest.run import IngestOptions, ingest
 from vtguardian.ingest.totals import Totals
 from vtguardian.iocs import Classifier
+from vtguardian.store.engine import is_disconnect, wait_for_database
 
 if TYPE_CHECKING:
     from vtguardian.intel.lookup import LookupService
@@ -133,7 +135,7 @@ class Daemon:
         safety net (verdicts made by another process, blocks that lapse)."""
         verdicts = wake.VERDICTS.listen()
         while not self.stop.is_set():
-            await asyncio.to_thread(self._apply_actions)
+            await self._round(lambda: asyncio.to_thread(self._apply_actions))
             self.report.action_rounds += 1
             await verdicts.wait(self.settings.run.actions_every_seconds, self.stop)
 
@@ -142,8 +144,20 @@ class Daemon:
         service = self._service()
         alerts = wake.ALERTS.listen()
         while not self.stop.is_set():
-            await service.deliver_alerts()
+            await self._round(service.deliver_alerts)
             await alerts.wait(ALERTS_EVERY_SECONDS, self.stop)
+
+    async def _round(self, work: Callable[[], Awaitable[object]]) -> None:
+        """One round of a job that a wake-up or its timer repeats: a database restart
+        meanwhile is waited out, not a reason to stop; the next round redoes the work
+        from what was committed."""
+        try:
+            await work()
+        except DBAPIError as exc:
+            if not is_disconnect(exc):
+                raise
+            patience = self.settings.database.reconnect_seconds
+            await asyncio.to_thread(wait_for_database, self.engine, patience)
 
     def _apply_actions(self) -> None:
         if self.settings.run.pihole_blocking:
