@@ -60,14 +60,6 @@ def test_every_listener_sees_a_notify_and_stop_ends_a_wait_without_one():
     assert asyncio.run(main()) == [True, True, False]
 
 
-def test_a_thread_can_wait_too():
-    signal = wake.Signal("test")
-    listener = signal.listen()
-    threading.Timer(0.1, signal.notify).start()
-    assert listener.wait_blocking(HOUR) is True
-    assert listener.wait_blocking(0.01) is False
-
-
 def test_a_listener_made_before_a_notify_only_sees_later_ones():
     signal = wake.Signal("test")
     signal.notify()

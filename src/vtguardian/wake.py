@@ -11,9 +11,9 @@ made by another process (several workers on one MariaDB) is still found by the
 timer, and a lost signal costs time, never data.
 
 Writers run in threads (the followers) or on the event loop (the worker); the
-waiters are coroutines on the daemon's loop, or threads. :meth:`Signal.notify`
-is safe from any thread. Each waiter holds its own :class:`Listener`, which
-remembers what it has seen, so several parts can wait on one signal.
+waiters are coroutines on the daemon's loop. :meth:`Signal.notify` is safe from
+any thread. Each waiter holds its own :class:`Listener`, which remembers what it
+has seen, so several parts can wait on one signal.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ class Signal:
         self.name = name
         self._lock = threading.Lock()
         self._count = 0
-        self._changed = threading.Condition(self._lock)
         # The coroutines waiting now: their loop, and the event that wakes them there.
         self._waiting: dict[Listener, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
 
@@ -43,7 +42,6 @@ class Signal:
         """Raise the signal (after the commit that made the work; any thread)."""
         with self._lock:
             self._count += 1
-            self._changed.notify_all()
             waiting = list(self._waiting.values())
         for loop, event in waiting:
             with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
@@ -92,12 +90,6 @@ class Listener:
         finally:
             with self.signal._lock:
                 self.signal._waiting.pop(self, None)
-        return self.pending()
-
-    def wait_blocking(self, timeout: float) -> bool:
-        """:meth:`wait` for a thread: True when the signal was raised within ``timeout``."""
-        with self.signal._changed:
-            self.signal._changed.wait_for(lambda: self.signal._count != self._seen, timeout)
         return self.pending()
 
 

@@ -68,7 +68,7 @@ class ChangeWait:
         """An inotify watch on the file's folder, or None where there is none."""
         try:
             from inotify_simple import INotify, flags
-        except ImportError:  # pragma: no cover - a dependency; polling still works
+        except ImportError:  # no fcntl (Windows): polling
             return None
         try:
             inotify = INotify()
