@@ -130,3 +130,46 @@ def test_a_verdict_that_turns_malicious_or_clears_wakes_blocking_and_a_new_alert
         ("harmless", False, False),
         ("malicious", True, True),
     ]
+
+
+def test_the_worker_and_the_alert_job_delivering_at_once_post_each_alert_once(
+    engine, db_url, vt_emulator, tmp_path
+):
+    """``run`` shares one service between the worker (which delivers when idle) and the
+    alert job (woken by a new alert): two deliveries at the same moment, to a slow
+    webhook, still post the alert once."""
+    from aiohttp import web
+
+    from vtguardian.testing.server import BackgroundServer
+
+    posted: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        posted.append(await request.json())
+        await asyncio.sleep(0.3)  # slow: the second delivery starts meanwhile
+        return web.Response(status=204)
+
+    def app() -> web.Application:
+        application = web.Application()
+        application.router.add_post("/hook", hook)
+        return application
+
+    log = tmp_path / "pihole.log"
+    log.write_text(
+        "Dec  5 06:00:01 dnsmasq[612]: query[A] malware-c2.example.net from 192.168.1.23\n"
+    )
+    ingest(engine, "pihole-log", log)
+    with BackgroundServer(app) as receiver:
+        settings = settings_for(
+            db_url, vt_emulator.url, alerts={"webhook_url": f"{receiver.url}/hook"}
+        )
+        service = LookupService(settings, engine)
+
+        async def main() -> None:
+            await service.lookup_values(["malware-c2.example.net"])  # the flip: an alert
+            await asyncio.gather(service.deliver_alerts(), service.deliver_alerts())
+
+        asyncio.run(main())
+    assert [(a["ioc"]["value"], a["verdict"]) for a in posted] == [
+        ("malware-c2.example.net", "malicious")
+    ]
