@@ -25,12 +25,18 @@ SCRIPTS = {
     "ingest": "Ingest speed against a bare orjson loop, peak RSS, naive per-line SQL",
     "enrich": "Enrichment speed of ECS events with a warm cache",
     "dashboard": "Panel query p50/p95 over 7 and 30 days of a busy household (MariaDB)",
+    "protection": "Time from a first query to its block and alert, CPU of run, quota-bound",
 }
+PROTECTION_QUICK = [
+    *("--trials", "2", "--idle-seconds", "2", "--load-seconds", "2"),
+    *("--backlog", "5", "--minute-seconds", "3"),
+]
 QUICK = {
     "quota": ["--events", "200"],
     "ingest": ["--events", "3000", "--naive-events", "200"],
     "enrich": ["--events", "500"],
     "dashboard": ["--days", "1", "--per-day", "200", "--runs", "2"],
+    "protection": PROTECTION_QUICK,
 }
 
 

@@ -227,7 +227,9 @@ SLOW: dict[str, set[str] | None] = {
         "test_a_one_off_ingest_stops_on_sigterm_and_resumes_exactly",
     },
     "test_kill_nine.py": None,  # kill -9 at 20 points of an ingest and of a worker
+    "test_kill_nine_run.py": None,  # kill -9 of run at 10 points while it follows a log
     "test_db_restart.py": None,  # a private MariaDB server installed, stopped, restarted
+    "test_db_restart_run.py": None,  # the same under `vtguardian run`
     "test_api_under_load.py": None,  # 300 requests while an ingest writes
     "test_api_schemathesis.py": None,  # generated requests against every operation
     "test_lookup.py": {

@@ -221,3 +221,42 @@ def test_run_serves_on_an_ipv6_loopback_address(setup):
         process.terminate()
         process.wait(timeout=60)
     assert f"http://[::1]:{port}/" in s["log"].read_text()
+
+
+def test_run_blocks_and_alerts_on_the_verdict_without_waiting_for_its_timers(setup):
+    """Blocking's timer is an hour and the follower polls hourly: the line is read on
+    inotify's word, the verdict wakes the blocking round and the alert's delivery."""
+    from aiohttp import web
+
+    from vtguardian.testing.server import BackgroundServer
+
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    def app() -> web.Application:
+        application = web.Application()
+        application.router.add_post("/hook", hook)
+        return application
+
+    s = setup
+    with BackgroundServer(app) as receiver:
+        config = s["config"].read_text()
+        config = config.replace("poll_seconds = 0.2", "poll_seconds = 3600")
+        config = config.replace("actions_every_seconds = 0.5", "actions_every_seconds = 3600")
+        config += f'\n[alerts]\nwebhook_url = "{receiver.url}/hook"\n'
+        s["config"].write_text(config)
+        process = _start(s["config"], s["log"])
+        try:
+            wait_for(lambda: _get(s["url"] + "/healthz"), what="the web app", timeout=60)
+            time.sleep(0.5)  # the first blocking round (at start) is over
+            with s["eve"].open("ab") as handle:
+                handle.write(_dns_query(MALICIOUS, 1))
+            wait_for(lambda: MALICIOUS in _denied(s["gravity"]), what="the Pi-hole block")
+            wait_for(lambda: received, what="the webhook alert")
+        finally:
+            _stop(process, s["log"])
+    assert [(a["ioc"]["value"], a["verdict"]) for a in received] == [(MALICIOUS, "malicious")]
+    assert [c["ip"] for c in received[0]["clients"]] == ["192.168.1.23"]

@@ -164,7 +164,11 @@ class FollowedSource(_Section):
 class IngestSettings(_Section):
     # Lines per transaction: bigger is faster, smaller loses less work to a crash.
     batch_lines: PositiveInt = 50_000
-    poll_seconds: PositiveFloat = 0.5
+    poll_seconds: PositiveFloat = 1.0
+    # Followers read as soon as the file changes (inotify, on Linux; poll_seconds then only
+    # spaces the reads of a busy log, by a second at most). Off: they poll every
+    # poll_seconds, e.g. for a log on a network file system, whose writes inotify misses.
+    file_notifications: bool = True
     # One-off reads larger than this are parsed by worker processes while this one stores.
     parallel_min_mb: NonNegativeFloat = 32.0
     # The sources `vtguardian ingest --follow` (and the daemon) follow when given no paths.

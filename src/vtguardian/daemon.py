@@ -17,16 +17,25 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
+from vtguardian import wake
 from vtguardian.config import Settings
 from vtguardian.errors import UserError
 from vtguardian.ingest.run import IngestOptions, ingest
 from vtguardian.ingest.totals import Totals
 from vtguardian.iocs import Classifier
+from vtguardian.store.engine import is_disconnect, wait_for_database
+
+if TYPE_CHECKING:
+    from vtguardian.intel.lookup import LookupService
 
 log = logging.getLogger("vtguardian.run")
+# Alerts are delivered as soon as a verdict makes one; this timer retries failed ones.
+ALERTS_EVERY_SECONDS = 30.0
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Daemon:
         self.stop = asyncio.Event()
         self.follow_stop = threading.Event()
         self.report = DaemonReport()
+        self._lookup_service: LookupService | None = None
 
     def request_stop(self) -> None:
         self.follow_stop.set()
@@ -82,6 +92,8 @@ class Daemon:
             jobs.append(("web", self._web))
         if self.settings.jobs or self._stored_jobs():
             jobs.append(("jobs", self._run_jobs))
+        if self.settings.alerts.webhook_url:
+            jobs.append(("alerts", self._alerts))
         return jobs
 
     async def _guard(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
@@ -107,19 +119,48 @@ class Daemon:
         )
         self.report.ingested = totals
 
-    async def _lookups(self) -> None:
+    def _service(self) -> LookupService:
+        """The one lookup service of this process: the worker and the alert job share
+        it, so an alert is posted once even when both deliver at the same moment."""
         from vtguardian.intel.lookup import LookupService
 
-        service = LookupService(self.settings, self.engine)
+        if self._lookup_service is None:
+            self._lookup_service = LookupService(self.settings, self.engine)
+        return self._lookup_service
+
+    async def _lookups(self) -> None:
+        service = self._service()
         result = await service.run_worker(stop=self.stop)
         self.report.lookups = result.requests
 
     async def _actions(self) -> None:
+        """A round at once when a verdict turns malicious or clears; the timer is the
+        safety net (verdicts made by another process, blocks that lapse)."""
+        verdicts = wake.VERDICTS.listen()
         while not self.stop.is_set():
-            await asyncio.to_thread(self._apply_actions)
+            await self._round(lambda: asyncio.to_thread(self._apply_actions))
             self.report.action_rounds += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), self.settings.run.actions_every_seconds)
+            await verdicts.wait(self.settings.run.actions_every_seconds, self.stop)
+
+    async def _alerts(self) -> None:
+        """Send alerts to the webhook as soon as they are made, and retry due ones."""
+        service = self._service()
+        alerts = wake.ALERTS.listen()
+        while not self.stop.is_set():
+            await self._round(service.deliver_alerts)
+            await alerts.wait(ALERTS_EVERY_SECONDS, self.stop)
+
+    async def _round(self, work: Callable[[], Awaitable[object]]) -> None:
+        """One round of a job that a wake-up or its timer repeats: a database restart
+        meanwhile is waited out, not a reason to stop; the next round redoes the work
+        from what was committed."""
+        try:
+            await work()
+        except DBAPIError as exc:
+            if not is_disconnect(exc):
+                raise
+            patience = self.settings.database.reconnect_seconds
+            await asyncio.to_thread(wait_for_database, self.engine, patience)
 
     def _apply_actions(self) -> None:
         if self.settings.run.pihole_blocking:
@@ -162,6 +203,7 @@ class Daemon:
             self.say(f"{target}: blocked {len(added)}, unblocked {len(removed)}")
         if held:
             self.say(f"{target}: circuit breaker held {len(held)} new blocks for review")
+            wake.ALERTS.notify()  # the held blocks' alerts are committed
 
     async def _web(self) -> None:
         import uvicorn

@@ -18,13 +18,15 @@ SETTLE_SECONDS = 5.0
 class IngestOptions:
     #: lines per transaction: bigger is faster, smaller loses less work to a crash
     batch_lines: int = BATCH_LINES
-    #: how often a follower looks for new lines
-    poll_seconds: float = 0.5
+    #: how often a follower looks for new lines (with notifications: at most how often)
+    poll_seconds: float = 1.0
     #: one-off reads larger than this are parsed by worker processes
     parallel_min_bytes: int = PARALLEL_MIN_BYTES
     #: how long to wait for a database that went away (a MariaDB restart)
     patience: float = 600.0
     settle_seconds: float = SETTLE_SECONDS
+    #: a follower reads when the platform reports a change (see ingest/watch.py)
+    file_notifications: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestOptions:
@@ -33,4 +35,5 @@ class IngestOptions:
             poll_seconds=settings.ingest.poll_seconds,
             parallel_min_bytes=int(settings.ingest.parallel_min_mb * (1 << 20)),
             patience=settings.database.reconnect_seconds,
+            file_notifications=settings.ingest.file_notifications,
         )

@@ -20,6 +20,7 @@ from vtguardian.ingest.files import FileReader
 from vtguardian.ingest.ftl import ingest_ftl
 from vtguardian.ingest.options import IngestOptions
 from vtguardian.ingest.totals import Totals
+from vtguardian.ingest.watch import ChangeWait
 from vtguardian.iocs import Classifier
 from vtguardian.sources.registry import parser_factory
 from vtguardian.store.engine import is_disconnect, wait_for_database
@@ -113,14 +114,18 @@ def _read_source(
         def read(final: bool) -> None:
             reader.read(source.path, final=final)
 
-    while True:
-        _surviving_restarts(engine, options.patience, lambda: read(not follow))
-        if not follow:
-            return totals
-        if stop.wait(options.poll_seconds):
-            # Asked to stop: take in what was written since the last poll, then go.
+    if not follow:
+        _surviving_restarts(engine, options.patience, lambda: read(True))
+        return totals
+    # Watching starts before the first read: a line written during a read is not missed.
+    with ChangeWait(source.path, stop, options.poll_seconds, options.file_notifications) as changes:
+        while True:
+            changes.read_now()
             _surviving_restarts(engine, options.patience, lambda: read(False))
-            return totals
+            if changes.wait():
+                # Asked to stop: take in what was written since the last read, then go.
+                _surviving_restarts(engine, options.patience, lambda: read(False))
+                return totals
 
 
 def _surviving_restarts(engine: Engine, patience: float, read: Callable[[], None]) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select
 
+from vtguardian import wake
 from vtguardian.clock import utcnow
 from vtguardian.ingest.prepare import CountRow, IocKey, Prepared, prepare
 from vtguardian.ingest.totals import Totals
@@ -46,6 +47,7 @@ def store(
 ) -> None:
     """Store a prepared batch and its checkpoint (source offset) atomically, then count it."""
     now = utcnow()
+    queued = 0
 
     def work(connection: Connection) -> int:
         newest = _newest_ioc_id(connection)
@@ -58,6 +60,7 @@ def store(
     def write_rows(
         connection: Connection, ioc_ids: dict[IocKey, int], client_ids: dict[str, int]
     ) -> None:
+        nonlocal queued
         source = prepared.source
 
         def with_ids(rows: list[CountRow]) -> list[SightingRow]:
@@ -101,7 +104,7 @@ def store(
                     for r in prepared.resolutions
                 ],
             )
-        _queue(connection, prepared, ioc_ids, now)
+        queued = _queue(connection, prepared, ioc_ids, now)
         if prepared.alerts:
             connection.execute(
                 insert(ids_alerts),
@@ -133,6 +136,8 @@ def store(
             checkpoint(connection)
 
     added = run_in_transaction(engine, work)
+    if queued:  # committed: a lookup worker in this process may start on them now
+        wake.QUEUED.notify()
     totals.lines += prepared.lines
     totals.events += prepared.events
     totals.new_iocs += added
@@ -157,10 +162,10 @@ def _queue(
     prepared: Prepared,
     ioc_ids: dict[IocKey, int],
     now: datetime,
-) -> None:
-    """Queue every IoC of the batch without a fresh answer, alerted ones first."""
+) -> int:
+    """Queue every IoC of the batch without a fresh answer, alerted ones first; how many."""
     if not prepared.queue:
-        return
+        return 0
     wanted = {ioc_ids[ioc]: counts for ioc, counts in prepared.queue.items()}
     alerted_ids = {ioc_ids[i] for i in prepared.alerted if i in ioc_ids}
     known = queue.answer_expiry(connection, wanted)
@@ -173,4 +178,4 @@ def _queue(
         else:
             tier, reason = queue.TIER_NEW, "new"
         requests.append(queue.QueueRequest(ioc_id, tier, clients, hits, reason))
-    queue.enqueue(connection, requests, now, expiry=known)
+    return queue.enqueue(connection, requests, now, expiry=known)

@@ -20,6 +20,7 @@ from typing import Literal
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from vtguardian import wake
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
 from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
@@ -122,6 +123,8 @@ class LookupService:
         self.policy = Policy.from_settings(settings)
         self.flow = Flow(settings, self.classifier)
         self._sleep = sleep
+        # One delivery at a time: the worker and `run`'s alert job share this service.
+        self._delivering = asyncio.Lock()
 
     # --- shared pieces -----------------------------------------------------------
 
@@ -171,13 +174,22 @@ class LookupService:
     def _store(self, ioc_id: int, report: ReportRow, also: Sequence[ReportRow] = ()) -> None:
         """The decision, the flow's other answers and the queue removal, atomically."""
         now = utcnow()
+        woken: list[wake.Signal] = []
 
         def work(connection: Connection) -> None:
+            woken.clear()
             recorded = record_answer(
                 connection, ioc_id, report, self.ttl(report.verdict), now, also
             )
-            if recorded.history_id is not None and report.verdict in ALERT_LEVELS:
-                create_alert(connection, ioc_id, recorded.previous, recorded.history_id, now)
+            flipped = recorded.history_id is not None
+            if (
+                flipped
+                and report.verdict in ALERT_LEVELS
+                and create_alert(connection, ioc_id, recorded.previous, recorded.history_id, now)
+            ):
+                woken.append(wake.ALERTS)
+            if flipped and Level.MALICIOUS in (report.verdict, recorded.previous):
+                woken.append(wake.VERDICTS)
             count_claimed_miss(connection, PROVIDER, ioc_id, self.worker, (*also, report), now)
             queue.complete(connection, ioc_id)
             count_outcome(connection, report.provider, report.outcome, now)
@@ -187,6 +199,8 @@ class LookupService:
             evict_beyond(connection, self.settings.cache.max_entries)
 
         run_in_transaction(self.engine, work)
+        for signal in woken:  # committed: blocking and alerts in this process act now
+            signal.notify()
 
     def _count(self, outcome: str, provider: str = PROVIDER) -> None:
         now = utcnow()
@@ -235,9 +249,10 @@ class LookupService:
         """Send due alerts to the webhook, if one is configured (never raises)."""
         config = self.settings.alerts
         if config.webhook_url:
-            await deliver_pending(
-                self.engine, config.webhook_url, config.max_attempts, config.timeout_seconds
-            )
+            async with self._delivering:
+                await deliver_pending(
+                    self.engine, config.webhook_url, config.max_attempts, config.timeout_seconds
+                )
 
     # --- the worker --------------------------------------------------------------
 
@@ -254,10 +269,14 @@ class LookupService:
         report = WorkerReport()
         lease = self.settings.queue.lease_seconds
         stop = stop or asyncio.Event()
+        queued = wake.QUEUED.listen()  # IoCs a follower in this process just stored
 
-        async def pause(seconds: float) -> None:
+        async def pause(seconds: float, idle: bool = False) -> None:
             if self._sleep is not asyncio.sleep:  # a test's clock
                 await self._sleep(seconds)
+                return
+            if idle:  # nothing to claim: new work in the queue ends the wait
+                await queued.wait(seconds, stop)
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), seconds)
@@ -288,7 +307,7 @@ class LookupService:
         once: bool,
         lease: int,
         idle_seconds: float,
-        pause: Callable[[float], Awaitable[None]],
+        pause: Callable[..., Awaitable[None]],
     ) -> Literal["done", "asked", "idle"]:
         """One claim and its answer: "asked" VirusTotal, or stayed "idle" (nothing ready,
         decided locally, quota), or "done" when ``once`` and the queue is empty."""
@@ -301,7 +320,7 @@ class LookupService:
                 ready_in = queue.seconds_until_ready(connection)
             if ready_in is None and once:
                 return "done"
-            await pause(min(idle_seconds, ready_in or idle_seconds) or 0.05)
+            await pause(min(idle_seconds, ready_in or idle_seconds) or 0.05, idle=True)
             return "idle"
         item = claims[0]
         before = await self._before_virustotal(item.ioc_id, item.kind, item.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -101,7 +102,7 @@ def upsert_rows(
     stmt = _statement(
         connection, table, columns[:keys], increment, replace, greatest, bit_or, least
     )
-    compiled = stmt.compile(dialect=connection.dialect, column_keys=columns)
+    compiled = _compiled(stmt, connection.dialect, tuple(columns))
     params: list[Any]
     if not compiled.positional:
         clause = _returning_clause(connection, returning)
@@ -159,14 +160,41 @@ def _statement(
     bit_or: Iterable[str],
     least: Iterable[str],
 ) -> Any:
+    """The upsert statement, built once per shape: building one (its ``excluded``
+    columns) cost more than writing a follower's small batch."""
+    return _built(
+        connection.dialect.name,
+        table,
+        tuple(keys),
+        *(tuple(names) for names in (increment, replace, greatest, bit_or, least)),
+    )
+
+
+@lru_cache(maxsize=256)
+def _compiled(stmt: Any, dialect: Any, columns: tuple[str, ...]) -> Any:
+    return stmt.compile(dialect=dialect, column_keys=list(columns))
+
+
+@lru_cache(maxsize=256)
+def _built(
+    dialect: str,
+    table: Table,
+    keys: tuple[str, ...],
+    increment: tuple[str, ...],
+    replace: tuple[str, ...],
+    greatest: tuple[str, ...],
+    bit_or: tuple[str, ...],
+    least: tuple[str, ...],
+) -> Any:
     changes = (increment, replace, greatest, bit_or, least)
-    if connection.dialect.name == "sqlite":
+    keys_list = list(keys)
+    if dialect == "sqlite":
         stmt = sqlite_insert(table)
         updates = _updates(table, stmt.excluded, *changes, sqlite=True)
         return (
-            stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+            stmt.on_conflict_do_update(index_elements=keys_list, set_=updates)
             if updates
-            else stmt.on_conflict_do_nothing(index_elements=keys)
+            else stmt.on_conflict_do_nothing(index_elements=keys_list)
         )
     stmt = mysql_insert(table)
     updates = _updates(table, stmt.inserted, *changes, sqlite=False)
