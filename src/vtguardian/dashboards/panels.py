@@ -59,8 +59,16 @@ ROWS = (
 SEEN_LATER = (
     "EXISTS (SELECT 1 FROM sightings z WHERE z.hour > $__timeTo() AND z.hour < {full_days_to_next})"
 )
+# The day the range starts in also comes whole from the rollup when retention has
+# pruned its hourly rows (its hours before the range are then counted too: a
+# rollup cannot be split, and nothing of the range is lost).
+HOURLY_PRUNED = (
+    "NOT EXISTS (SELECT 1 FROM sightings z WHERE z.hour >= {day_of_from} "
+    "AND z.hour < {full_days_from})"
+)
 DAYS_IN_RANGE = (
-    "d.day >= {full_days_from} AND (d.day < {full_days_to} "
+    f"(d.day >= {{full_days_from}} OR (d.day = {{day_of_from}} AND {HOURLY_PRUNED})) "
+    "AND (d.day < {full_days_to} "
     f"OR (d.day = {{full_days_to}} AND NOT {SEEN_LATER}))"
 )
 HOURS_AT_EDGES = (

@@ -96,6 +96,9 @@ def _sqlite_engine(url: str) -> Engine:
         # otherwise start too late to take the write lock up front.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Before the first table exists, this makes a new file give freed pages back
+        # (store/retention.py); on an existing file it changes nothing by itself.
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")

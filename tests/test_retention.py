@@ -1,0 +1,237 @@
+"""Retention on both engines: what a prune removes, what it keeps, and that the
+dashboard's totals over old ranges still add up from the daily rollups.
+
+The reference answers are plain queries over the rows as they were before the
+prune and sums in Python, not the code under test.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, insert, select, text
+
+from vtguardian.config import RetentionSettings
+from vtguardian.dashboards.macros import TimeRange
+from vtguardian.dashboards.panels import panels
+from vtguardian.store import retention
+from vtguardian.store.answers import ReportRow, record_answer
+from vtguardian.store.engine import write_transaction
+from vtguardian.store.entities import ensure_clients, ensure_iocs
+from vtguardian.store.schema import (
+    actions,
+    alerts,
+    ingest_errors,
+    ioc_days,
+    quota_usage,
+    reports,
+    retention_runs,
+    sightings,
+    verdict_history,
+)
+from vtguardian.store.sightings import add_sightings
+from vtguardian.web.panel_data import run_panel
+
+NOW = datetime(2026, 3, 21, 10, 30)
+DAYS = 20
+POLICY = RetentionSettings(sightings_days=7, rollups_days=14, reports_kept=2, batch_rows=40)
+ALL = {"threshold": "0.03", "ioc_type": ["domain", "ip", "url", "file"], "client": ["x"]}
+
+
+def _day(value) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def loaded(engine):
+    """Twenty days of hourly sightings up to NOW, reports, alerts, actions, errors, quota."""
+    rng = random.Random(29)
+    start = NOW - timedelta(days=DAYS)
+    with write_transaction(engine) as c:
+        iocs = ensure_iocs(
+            c, {("domain", f"d{n}.example.com"): (None, start, start) for n in range(12)}
+        )
+        ioc_ids = list(iocs.values())
+        clients = ensure_clients(
+            c, {f"10.0.0.{n}": (None, start, start) for n in range(1, 9)}
+        )  # fmt: skip
+        client_ids = list(clients.values())
+    counts = {}
+    for hour in range(DAYS * 24):
+        moment = start.replace(minute=0) + timedelta(hours=hour)
+        for _ in range(3):
+            key = (rng.choice(ioc_ids), rng.choice(client_ids), "pihole", moment)
+            hits = rng.randint(1, 5)
+            counts[key] = (hits, 0, moment + timedelta(minutes=rng.randrange(60)))
+    with write_transaction(engine) as c:
+        add_sightings(c, counts)
+        first = ioc_ids[0]
+        # Ten answers: harmless, malicious at the fourth (a change), then malicious.
+        for n in range(10):
+            level = "malicious" if n >= 3 else "harmless"
+            record_answer(
+                c, first, ReportRow("virustotal", "found", level), timedelta(days=1),
+                start + timedelta(days=n),
+            )  # fmt: skip
+        old, recent = NOW - timedelta(days=400), NOW - timedelta(days=2)
+        for when in (old, recent):
+            c.execute(
+                insert(alerts).values(
+                    created_at=when, ioc_id=first, verdict="malicious", flip_key=f"k{when}"
+                )
+            )
+            c.execute(
+                insert(ingest_errors).values(
+                    source="pihole", path="/var/log/pihole.log", reason="bad", created_at=when
+                )
+            )
+            c.execute(
+                insert(quota_usage).values(
+                    provider="virustotal", window="day", window_start=when, used=3
+                )
+            )
+        for active in (True, False):
+            c.execute(
+                insert(actions).values(
+                    ioc_id=first, target="pihole", action="block", reason="malicious",
+                    created_at=old, active=active,
+                )
+            )  # fmt: skip
+    return engine
+
+
+def _scalar(engine, query):
+    with engine.connect() as connection:
+        return connection.execute(query).scalar_one()
+
+
+def _hits_per_day(engine) -> dict[datetime, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(sightings.c.hour, sightings.c.hits)).all()
+    days: dict[datetime, int] = defaultdict(int)
+    for hour, hits in rows:
+        days[_day(hour)] += hits
+    return dict(days)
+
+
+def _reputation_hits(engine, start: datetime, end: datetime) -> int:
+    panel = next(p for p in panels() if p.key == "reputation")
+    seconds = [int(moment.replace(tzinfo=UTC).timestamp()) for moment in (start, end)]
+    (result,) = run_panel(engine, panel, TimeRange(*seconds), ALL)
+    column = result["columns"].index("hits")
+    return sum(int(row[column]) for row in result["rows"])
+
+
+def test_dry_run_counts_what_a_prune_then_removes(loaded):
+    engine = loaded
+    cutoff = retention.hourly_cutoff(POLICY, NOW)
+    assert cutoff == datetime(2026, 3, 14)
+    old_hourly = _scalar(engine, select(func.count()).where(sightings.c.hour < cutoff))
+    old_days = _scalar(
+        engine, select(func.count()).where(ioc_days.c.day < datetime(2026, 3, 7))
+    )  # fmt: skip
+    assert old_hourly > POLICY.batch_rows and old_days > 0
+    with engine.connect() as connection:
+        planned = retention.plan(connection, POLICY, NOW)
+    assert planned["sightings"] == old_hourly
+    assert planned["ioc_days"] == old_days
+    # Ten reports: the last two, the first and the fourth (they changed the verdict) stay.
+    assert planned["reports"] == 6
+    assert planned["alerts"] == planned["ingest_errors"] == planned["quota_usage"] == 1
+    assert planned["actions"] == 1  # the inactive one; an active block is never removed
+    total = _scalar(engine, select(func.count()).select_from(sightings))
+
+    batches = []
+    result = retention.prune(engine, POLICY, NOW, on_batch=lambda k, n: batches.append((k, n)))
+    assert result.removed == planned
+    assert _scalar(engine, select(func.count()).select_from(sightings)) == total - old_hourly
+    assert _scalar(engine, select(func.min(sightings.c.hour))) is not None
+    assert _day(_scalar(engine, select(func.min(sightings.c.hour)))) == cutoff
+    # Small transactions: many batches, none larger than asked.
+    sighting_batches = [n for kind, n in batches if kind == "sightings"]
+    assert len(sighting_batches) >= old_hourly // POLICY.batch_rows
+    assert max(n for _, n in batches) <= POLICY.batch_rows
+    # A second prune finds nothing more, and both runs are recorded.
+    with engine.connect() as connection:
+        assert set(retention.plan(connection, POLICY, NOW).values()) == {0}
+        assert retention.last_run(connection) == NOW
+    assert _scalar(engine, select(func.count()).select_from(retention_runs)) == 1
+    assert not retention.due(engine, POLICY, NOW + timedelta(hours=23))
+    assert retention.due(engine, POLICY, NOW + timedelta(hours=24))
+
+
+def test_kept_reports_are_the_change_the_verdict_and_the_last_two(loaded):
+    engine = loaded
+    with engine.connect() as connection:
+        changed = set(
+            connection.execute(
+                select(verdict_history.c.report_id).where(verdict_history.c.report_id.is_not(None))
+            ).scalars()
+        )
+        latest = list(connection.execute(select(reports.c.id).order_by(reports.c.id.desc())))
+    retention.prune(engine, POLICY, NOW)
+    with engine.connect() as connection:
+        kept = set(connection.execute(select(reports.c.id)).scalars())
+        active = connection.execute(select(actions.c.active)).scalars().all()
+    assert kept == changed | {row[0] for row in latest[:2]}
+    assert len(changed) == 2  # first answer (none -> harmless) and the flip to malicious
+    assert active == [True]
+
+
+def test_rollups_keep_the_totals_of_the_pruned_hours(loaded):
+    engine = loaded
+    before = _hits_per_day(engine)
+    cutoff = retention.hourly_cutoff(POLICY, NOW)
+    rollup_cutoff = datetime(2026, 3, 7)
+    # The dashboard over 10 days (back past the hourly retention) before the prune.
+    start_midnight = cutoff - timedelta(days=3)
+    whole_days = _reputation_hits(engine, start_midnight, NOW)
+    retention.prune(engine, POLICY, NOW)
+    with engine.connect() as connection:
+        rolled = connection.execute(
+            select(ioc_days.c.day, func.sum(ioc_days.c.hits)).group_by(ioc_days.c.day)
+        ).all()
+    rolled_days = {_day(day): int(hits) for day, hits in rolled}
+    # Every day still within the rollup retention has exactly its hourly total.
+    assert rolled_days == {day: hits for day, hits in before.items() if day >= rollup_cutoff}
+    assert _hits_per_day(engine) == {day: h for day, h in before.items() if day >= cutoff}
+    # The same totals after the hourly rows of the older days are gone ...
+    assert _reputation_hits(engine, start_midnight, NOW) == whole_days
+    # ... and a range starting within a pruned day counts that day whole, from its
+    # rollup, instead of losing its hours.
+    assert _reputation_hits(engine, start_midnight + timedelta(hours=5), NOW) == whole_days
+    assert whole_days == sum(h for day, h in before.items() if day >= start_midnight)
+
+
+def test_sqlite_file_shrinks_after_a_prune(sqlite_url, tmp_path):
+    from vtguardian.store import migrate
+    from vtguardian.store.engine import make_engine
+
+    engine = make_engine(sqlite_url)
+    migrate.upgrade(engine)
+    with write_transaction(engine) as c:
+        ids = list(
+            ensure_iocs(
+                c, {("domain", f"n{n}.example.net"): (None, NOW, NOW) for n in range(2000)}
+            ).values()
+        )
+        (client,) = ensure_clients(c, {"10.0.0.1": (None, NOW, NOW)}).values()
+    old = NOW - timedelta(days=100)
+    for day in range(10):
+        hour = old.replace(minute=0) + timedelta(days=day)
+        with write_transaction(engine) as c:
+            add_sightings(c, {(i, client, "pihole", hour): (1, 0, hour) for i in ids})
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+    result = retention.prune(engine, RetentionSettings(batch_rows=5000), NOW)
+    assert result.removed["sightings"] == 20_000
+    assert not result.vacuum_off
+    assert result.file_bytes_after < result.file_bytes_before / 2
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA freelist_count").scalar() < 4096
+        assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+    engine.dispose()
