@@ -7,13 +7,19 @@ prune and sums in Python, not the code under test.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
+import sqlite3
+import threading
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, insert, select, text
 
+from helpers import run_cli
 from vtguardian.config import RetentionSettings
 from vtguardian.dashboards.macros import TimeRange
 from vtguardian.dashboards.panels import panels
@@ -41,9 +47,12 @@ POLICY = RetentionSettings(sightings_days=7, rollups_days=14, reports_kept=2, ba
 ALL = {"threshold": "0.03", "ioc_type": ["domain", "ip", "url", "file"], "client": ["x"]}
 
 
+def _when(value) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
 def _day(value) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return _when(value).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture
@@ -235,3 +244,102 @@ def test_sqlite_file_shrinks_after_a_prune(sqlite_url, tmp_path):
         assert connection.exec_driver_sql("PRAGMA freelist_count").scalar() < 4096
         assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
     engine.dispose()
+
+
+def _url(engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def test_db_prune_dry_run_then_prune_from_the_command_line(loaded):
+    engine = loaded
+    env = {"VTGUARDIAN_DATABASE__URL": _url(engine)}
+    # Today, every one of these sightings is older than the default 90 days.
+    hourly = _scalar(engine, select(func.count()).select_from(sightings))
+    days = _scalar(engine, select(func.count()).select_from(ioc_days))
+    dry = run_cli("db", "prune", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"sightings: {hourly:,} rows would be removed" in dry.stdout
+    assert "ioc_days: 0 rows would be removed" in dry.stdout
+    assert _scalar(engine, select(func.count()).select_from(sightings)) == hourly
+    done = run_cli("db", "prune", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"sightings: {hourly:,} rows removed" in done.stdout
+    assert _scalar(engine, select(func.count()).select_from(sightings)) == 0
+    assert _scalar(engine, select(func.count()).select_from(ioc_days)) == days
+
+
+def test_db_stats_rows_bytes_ages_and_what_is_due(loaded):
+    engine = loaded
+    env = {"VTGUARDIAN_DATABASE__URL": _url(engine)}
+    result = run_cli("db", "stats", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    tables = {t["table"]: t for t in stats["tables"]}
+    with engine.connect() as connection:
+        for name in ("sightings", "ioc_days", "reports", "alerts"):
+            count = connection.execute(text(f"SELECT COUNT(*) FROM {name}")).scalar_one()
+            assert tables[name]["rows"] == count, name
+        first, last = connection.execute(text("SELECT MIN(hour), MAX(hour) FROM sightings")).one()
+    for key, value in (("oldest", first), ("newest", last)):
+        assert datetime.fromisoformat(tables["sightings"][key].removesuffix("Z")) == _when(value)
+    assert tables["sightings"]["bytes"] > 0
+    assert stats["bytes"] >= sum(t["bytes"] or 0 for t in stats["tables"]) * 0.5
+    due = stats["retention"]["next_prune_removes"]
+    assert due["sightings"] == tables["sightings"]["rows"]
+    assert due["actions"] == 1
+    table = run_cli("db", "stats", env=env)
+    assert "sightings" in table.stdout and "next prune removes: sightings" in table.stdout
+
+
+def test_db_backup_is_consistent_while_an_ingest_writes(engine, tmp_path):
+    if engine.dialect.name != "sqlite":
+        result = run_cli("db", "backup", str(tmp_path / "x.db"), env={
+            "VTGUARDIAN_DATABASE__URL": _url(engine)})  # fmt: skip
+        assert result.returncode != 0
+        assert "mariadb-dump --single-transaction" in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        return
+    with write_transaction(engine) as c:
+        ids = list(
+            ensure_iocs(
+                c, {("domain", f"w{n}.example.net"): (None, NOW, NOW) for n in range(300)}
+            ).values()
+        )
+        (client,) = ensure_clients(c, {"10.0.0.7": (None, NOW, NOW)}).values()
+    stop = threading.Event()
+    written = [0]
+
+    def writer() -> None:
+        hour = NOW.replace(minute=0)
+        while not stop.is_set():
+            hour += timedelta(hours=1)
+            with write_transaction(engine) as c:
+                add_sightings(c, {(i, client, "pihole", hour): (2, 0, hour) for i in ids})
+            written[0] += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while written[0] < 3:
+            time.sleep(0.01)
+        target = tmp_path / "backup.db"
+        result = run_cli("db", "backup", str(target), env={
+            "VTGUARDIAN_DATABASE__URL": _url(engine)})  # fmt: skip
+    finally:
+        stop.set()
+        thread.join()
+    assert result.returncode == 0, result.stderr
+    with contextlib.closing(sqlite3.connect(target)) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        hourly, hours = copy.execute(
+            "SELECT SUM(hits), COUNT(DISTINCT hour) FROM sightings"
+        ).fetchone()
+        rolled = copy.execute("SELECT SUM(hits) FROM ioc_days").fetchone()[0]
+        per_hour = copy.execute(
+            "SELECT COUNT(*) FROM (SELECT hour FROM sightings GROUP BY hour HAVING COUNT(*) <> 300)"
+        ).fetchone()[0]
+    # One snapshot: whole transactions only, and the rollups agree with the hours.
+    assert hours >= 3
+    assert per_hour == 0
+    assert hourly == rolled == hours * 300 * 2
+    assert not (tmp_path / "backup.db.partial").exists()
