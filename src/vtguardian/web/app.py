@@ -130,7 +130,8 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(render_metrics(engine, quota), media_type=CONTENT_TYPE_LATEST)
+        body = render_metrics(engine, quota, settings.retention)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     classifier = Classifier.from_settings(settings)
 
