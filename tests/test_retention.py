@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from helpers import run_cli
+from vtguardian.clock import utcnow
 from vtguardian.config import RetentionSettings
 from vtguardian.dashboards.macros import TimeRange
 from vtguardian.dashboards.panels import panels
@@ -343,3 +344,36 @@ def test_db_backup_is_consistent_while_an_ingest_writes(engine, tmp_path):
     assert per_hour == 0
     assert hourly == rolled == hours * 300 * 2
     assert not (tmp_path / "backup.db.partial").exists()
+
+
+def test_run_prunes_when_a_prune_is_due_and_not_again(loaded):
+    import asyncio
+
+    from vtguardian.config import settings_from_values
+    from vtguardian.daemon import Daemon
+
+    engine = loaded
+    settings = settings_from_values(database={"url": _url(engine)}, run={"lookups": False})
+    said: list[str] = []
+    daemon = Daemon(settings, engine, said.append)
+    assert ("retention", daemon._retention) in daemon._jobs()
+    with engine.connect() as connection:
+        due = sum(retention.plan(connection, settings.retention, utcnow()).values())
+
+    async def twice() -> None:
+        task = asyncio.create_task(daemon._retention())
+        while not _scalar(engine, select(func.count()).select_from(retention_runs)):
+            await asyncio.sleep(0.05)
+        daemon.request_stop()
+        await task
+        daemon.stop.clear()
+        task = asyncio.create_task(daemon._retention())  # a restart within the day
+        await asyncio.sleep(0.3)
+        daemon.request_stop()
+        await task
+
+    asyncio.run(twice())
+    # Every sighting of the fixture is older than the default 90 days today.
+    assert _scalar(engine, select(func.count()).select_from(sightings)) == 0
+    assert len(said) == 1 and said[0].startswith(f"retention: removed {due:,} rows in ")
+    assert _scalar(engine, select(func.count()).select_from(retention_runs)) == 1

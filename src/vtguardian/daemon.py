@@ -27,6 +27,8 @@ from vtguardian.ingest.totals import Totals
 from vtguardian.iocs import Classifier
 
 log = logging.getLogger("vtguardian.run")
+# How often run asks whether a prune is due ([retention] every_hours says when it is).
+RETENTION_CHECK_SECONDS = 3600.0
 
 
 @dataclass
@@ -79,6 +81,8 @@ class Daemon:
             jobs.append(("actions", self._actions))
         if run.web:
             jobs.append(("web", self._web))
+        if jobs and self.settings.retention.enabled:
+            jobs.append(("retention", self._retention))
         return jobs
 
     async def _guard(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
@@ -135,6 +139,19 @@ class Daemon:
             self.say(f"{target}: blocked {len(added)}, unblocked {len(removed)}")
         if held:
             self.say(f"{target}: circuit breaker held {len(held)} new blocks for review")
+
+    async def _retention(self) -> None:
+        """Prune once a day (checked hourly, and at start), in small transactions that
+        an ingest or a lookup never waits long for (store/retention.py)."""
+        from vtguardian.store.retention import prune_if_due
+
+        while not self.stop.is_set():
+            result = await asyncio.to_thread(prune_if_due, self.engine, self.settings.retention)
+            if result is not None:
+                removed = sum(result.removed.values())
+                self.say(f"retention: removed {removed:,} rows in {result.seconds:.1f} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), RETENTION_CHECK_SECONDS)
 
     async def _web(self) -> None:
         import uvicorn

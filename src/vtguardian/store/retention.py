@@ -277,3 +277,9 @@ def due(engine: Engine, policy: RetentionSettings, now: datetime) -> bool:
     with engine.connect() as connection:
         last = last_run(connection)
     return last is None or now - last >= timedelta(hours=policy.every_hours)
+
+
+def prune_if_due(engine: Engine, policy: RetentionSettings) -> PruneResult | None:
+    """What ``run`` does every hour: prune when the last prune is ``every_hours`` old."""
+    now = utcnow()
+    return prune(engine, policy, now) if due(engine, policy, now) else None
