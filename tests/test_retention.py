@@ -377,3 +377,45 @@ def test_run_prunes_when_a_prune_is_due_and_not_again(loaded):
     assert _scalar(engine, select(func.count()).select_from(sightings)) == 0
     assert len(said) == 1 and said[0].startswith(f"retention: removed {due:,} rows in ")
     assert _scalar(engine, select(func.count()).select_from(retention_runs)) == 1
+
+
+def _panel_rows(engine, key: str, start: datetime, end: datetime) -> list[list]:
+    panel = next(p for p in panels() if p.key == key)
+    seconds = [int(moment.replace(tzinfo=UTC).timestamp()) for moment in (start, end)]
+    (result,) = run_panel(engine, panel, TimeRange(*seconds), ALL)
+    return result["rows"]
+
+
+def test_flagged_iocs_seen_only_before_the_hourly_retention_still_count(engine):
+    seen = NOW - timedelta(days=10, hours=3)
+    with write_transaction(engine) as c:
+        ids = ensure_iocs(
+            c,
+            {
+                ("domain", "old-c2.example.net"): (None, seen, seen),
+                ("domain", "old-gray.example.net"): (None, seen, seen),
+            },
+        )
+        (client,) = ensure_clients(c, {"10.0.0.2": (None, seen, seen)}).values()
+        hour = seen.replace(minute=0)
+        add_sightings(c, {(i, client, "pihole", hour): (4, 0, seen) for i in ids.values()})
+        for value, level, ratio in (
+            ("old-c2.example.net", "malicious", 0.5),
+            ("old-gray.example.net", "suspicious", 0.02),
+        ):
+            record_answer(
+                c, ids[("domain", value)], ReportRow("virustotal", "found", level, ratio=ratio),
+                timedelta(days=1), seen,
+            )  # fmt: skip
+    retention.prune(engine, POLICY, NOW)
+    assert _scalar(engine, select(func.count()).select_from(sightings)) == 0
+    month = NOW - timedelta(days=30)
+    assert _panel_rows(engine, "malicious", month, NOW) == [[1]]
+    assert _panel_rows(engine, "suspicious", month, NOW) == [[1]]
+    assert [row[0] for row in _panel_rows(engine, "top_ratio", month, NOW)] == [
+        "old-c2.example.net",
+        "old-gray.example.net",
+    ]
+    week = NOW - timedelta(days=7)
+    assert _panel_rows(engine, "malicious", week, NOW) == [[0]]
+    assert _panel_rows(engine, "top_ratio", week, NOW) == []
