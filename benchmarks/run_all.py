@@ -25,12 +25,14 @@ SCRIPTS = {
     "ingest": "Ingest speed against a bare orjson loop, peak RSS, naive per-line SQL",
     "enrich": "Enrichment speed of ECS events with a warm cache",
     "dashboard": "Panel query p50/p95 over 7 and 30 days of a busy household (MariaDB)",
+    "year": "A year with retention: ingest, size, a day's prune beside lookups, panels over 365 d",
 }
 QUICK = {
     "quota": ["--events", "200"],
     "ingest": ["--events", "3000", "--naive-events", "200"],
     "enrich": ["--events", "500"],
     "dashboard": ["--days", "1", "--per-day", "200", "--runs", "2"],
+    "year": ["--days", "3", "--per-day", "300", "--chunk-days", "2", "--runs", "1"],
 }
 
 
