@@ -362,11 +362,14 @@ def test_run_prunes_when_a_prune_is_due_and_not_again(loaded):
 
     async def twice() -> None:
         task = asyncio.create_task(daemon._retention())
-        while not _scalar(engine, select(func.count()).select_from(retention_runs)):
+        while not _scalar(
+            engine, select(func.count()).where(retention_runs.c.finished_at.is_not(None))
+        ):
             await asyncio.sleep(0.05)
         daemon.request_stop()
         await task
         daemon.stop.clear()
+        daemon.follow_stop.clear()
         task = asyncio.create_task(daemon._retention())  # a restart within the day
         await asyncio.sleep(0.3)
         daemon.request_stop()
@@ -419,3 +422,23 @@ def test_flagged_iocs_seen_only_before_the_hourly_retention_still_count(engine):
     week = NOW - timedelta(days=7)
     assert _panel_rows(engine, "malicious", week, NOW) == [[0]]
     assert _panel_rows(engine, "top_ratio", week, NOW) == []
+
+
+def test_a_stopped_prune_keeps_what_it_removed_and_is_due_again(loaded):
+    engine = loaded
+    stop = threading.Event()
+    before = _scalar(engine, select(func.count()).select_from(sightings))
+
+    def stop_after_two(kind: str, _rows: int) -> None:
+        if kind == "sightings" and len(seen) == 1:
+            stop.set()
+        seen.append(kind)
+
+    seen: list[str] = []
+    result = retention.prune(engine, POLICY, NOW, on_batch=stop_after_two, stop=stop)
+    assert seen == ["sightings", "sightings"]
+    assert result.removed["sightings"] == sum(result.removed.values()) == 2 * POLICY.batch_rows
+    assert _scalar(engine, select(func.count()).select_from(sightings)) == before - 80
+    assert retention.due(engine, POLICY, NOW)
+    assert retention.prune(engine, POLICY, NOW).removed["sightings"] > 0
+    assert not retention.due(engine, POLICY, NOW)

@@ -146,7 +146,9 @@ class Daemon:
         from vtguardian.store.retention import prune_if_due
 
         while not self.stop.is_set():
-            result = await asyncio.to_thread(prune_if_due, self.engine, self.settings.retention)
+            result = await asyncio.to_thread(
+                prune_if_due, self.engine, self.settings.retention, self.follow_stop
+            )
             if result is not None:
                 removed = sum(result.removed.values())
                 self.say(f"retention: removed {removed:,} rows in {result.seconds:.1f} s")

@@ -17,6 +17,7 @@ one batch. On SQLite the freed pages are then returned to the file system by
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -184,8 +185,13 @@ def prune(
     policy: RetentionSettings,
     now: datetime | None = None,
     on_batch: Callable[[str, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> PruneResult:
-    """Remove what retention says has had its time, batch by batch, and record the run."""
+    """Remove what retention says has had its time, batch by batch, and record the run.
+
+    ``stop`` ends it between two batches (``run`` shutting down); what was removed
+    stays removed and the next prune takes up the rest, but the run is not marked
+    finished, so the next ``run`` prunes again at once."""
     now = now or utcnow()
     started = time.perf_counter()
     sqlite = is_sqlite(engine)
@@ -198,7 +204,7 @@ def prune(
     for rule in rules(policy, now):
         work = _batch_delete(rule, policy.batch_rows, sqlite)
         total = 0
-        while True:
+        while not (stop is not None and stop.is_set()):
             began = time.perf_counter()
             removed = run_in_transaction(engine, work)
             took = time.perf_counter() - began
@@ -210,6 +216,9 @@ def prune(
                 break
             time.sleep(took)  # as long again: whoever waited for the lock goes next
         result.removed[rule.kind] = total
+    if stop is not None and stop.is_set():
+        result.seconds = time.perf_counter() - started
+        return result
     if sqlite:
         result.vacuum_off = not _vacuum_in_steps(engine, result)
     finished = utcnow()
@@ -279,7 +288,9 @@ def due(engine: Engine, policy: RetentionSettings, now: datetime) -> bool:
     return last is None or now - last >= timedelta(hours=policy.every_hours)
 
 
-def prune_if_due(engine: Engine, policy: RetentionSettings) -> PruneResult | None:
+def prune_if_due(
+    engine: Engine, policy: RetentionSettings, stop: threading.Event | None = None
+) -> PruneResult | None:
     """What ``run`` does every hour: prune when the last prune is ``every_hours`` old."""
     now = utcnow()
-    return prune(engine, policy, now) if due(engine, policy, now) else None
+    return prune(engine, policy, now, stop=stop) if due(engine, policy, now) else None
