@@ -26,6 +26,7 @@ SCRIPTS = {
     "enrich": "Enrichment speed of ECS events with a warm cache",
     "dashboard": "Panel query p50/p95 over 7 and 30 days of a busy household (MariaDB)",
     "protection": "Time from a first query to its block and alert, CPU of run, quota-bound",
+    "year": "A year with retention: ingest, size, a day's prune beside lookups, panels over 365 d",
 }
 PROTECTION_QUICK = [
     *("--trials", "2", "--idle-seconds", "2", "--load-seconds", "2"),
@@ -37,6 +38,7 @@ QUICK = {
     "enrich": ["--events", "500"],
     "dashboard": ["--days", "1", "--per-day", "200", "--runs", "2"],
     "protection": PROTECTION_QUICK,
+    "year": ["--days", "3", "--per-day", "300", "--chunk-days", "2", "--runs", "1"],
 }
 
 

@@ -259,6 +259,25 @@ def test_metrics(client):
     assert TOKEN not in text
 
 
+def test_metrics_say_the_database_size_and_what_retention_removes_next(client, engine):
+    from vtguardian.store.footprint import file_bytes
+
+    body = client.get("/metrics").text
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith(("vtguardian_db_", "vtguardian_retention_"))
+    }
+    with engine.connect() as connection:
+        assert values["vtguardian_db_bytes"] == file_bytes(connection)
+        iocs = connection.execute(text("SELECT COUNT(*) FROM iocs")).scalar_one()
+    if engine.dialect.name == "sqlite":  # exact there; InnoDB's estimate on MariaDB
+        assert values['vtguardian_db_rows{table="iocs"}'] == iocs
+    assert 'vtguardian_db_rows{table="sightings"}' in values
+    assert values['vtguardian_retention_due_rows{kind="sightings"}'] == 0
+    assert 'vtguardian_db_newest_seconds{table="iocs"}' in values
+
+
 def test_alerts_and_actions_lists(client):
     assert client.get("/api/v1/alerts").json() == {"items": []}
     assert client.get("/api/v1/actions").json() == {"items": []}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -187,7 +188,16 @@ def test_url_scans_view_shows_latest_virustotal_report(engine):
                     malicious=malicious,
                     total=90 if malicious else None,
                     permalink="https://www.virustotal.com/gui/domain/evil.example",
-                    raw={"data": {"id": "evil.example", "n": malicious}},
+                    raw={
+                        "data": {
+                            "id": "evil.example",
+                            "attributes": {
+                                "last_analysis_results": {
+                                    "Engine": {"engine_name": "Engine", "n": malicious}
+                                }
+                            },
+                        }
+                    },
                 )
             )
     with engine.connect() as connection:
@@ -200,9 +210,12 @@ def test_url_scans_view_shows_latest_virustotal_report(engine):
     assert len(rows) == 1
     row = rows[0]
     assert (row.id, row.url, row.positives, row.total_scans) == (ioc_id, "evil.example", 9, 90)
-    assert _naive(row.scan_date) == T0 + timedelta(days=1, hours=-1)
+    # When the report was fetched, as Home Network Guardian dated its scans.
+    assert _naive(row.scan_date) == T0 + timedelta(days=1)
     assert row.permalink.endswith("/domain/evil.example")
-    assert '"n": 9' in row.scan_result or '"n":9' in row.scan_result
+    # Shaped as the analysis object it stored: the engines under data.attributes.results.
+    result = json.loads(row.scan_result)
+    assert result["data"]["attributes"]["results"] == {"Engine": {"engine_name": "Engine", "n": 9}}
 
 
 def test_indexes_cover_the_dashboard_time_ranges(engine):

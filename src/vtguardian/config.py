@@ -330,6 +330,27 @@ class JobSettings(_Section):
     retention: JobRetention = Field(default_factory=JobRetention)
     # An event whose IoCs are still pending goes to the outputs after this long anyway.
     pending_timeout_seconds: PositiveFloat = 300.0
+class RetentionSettings(_Section):
+    """How long each kind of row lives (``[retention]``); ``run`` prunes once a day.
+
+    Hourly sightings give way to the daily rollups, which keep the same totals, so
+    the dashboard over older ranges still adds up. Report history keeps every
+    report that changed a verdict and the last ``reports_kept`` others per IoC.
+    Active blocks are never removed, whatever their age.
+    """
+
+    enabled: bool = True
+    sightings_days: PositiveInt = 90
+    rollups_days: PositiveInt = 730
+    reports_kept: PositiveInt = 5
+    ingest_errors_days: PositiveInt = 30
+    quota_days: PositiveInt = 62
+    alerts_days: PositiveInt = 365
+    actions_days: PositiveInt = 365
+    # Rows per delete: each is its own short transaction, so an ingest or a lookup
+    # waits at most for one of them.
+    batch_rows: PositiveInt = 5000
+    every_hours: PositiveFloat = 24.0
 
 
 class _VtApiKeySource(PydanticBaseSettingsSource):
@@ -368,6 +389,7 @@ class Settings(BaseSettings):
     otx: OtxSettings = Field(default_factory=OtxSettings)
     nftables: NftablesSettings = Field(default_factory=NftablesSettings)
     run: RunSettings = Field(default_factory=RunSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     # Providers asked in order; the first confident answer decides and ends the flow.
     flow: list[FlowStep] = Field(default_factory=_default_flow)
     # Alert triage jobs: input, IoC fields, flow, outputs, retention (vtguardian job ...).

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vtguardian.run")
 # Alerts are delivered as soon as a verdict makes one; this timer retries failed ones.
 ALERTS_EVERY_SECONDS = 30.0
+# How often run asks whether a prune is due ([retention] every_hours says when it is).
+RETENTION_CHECK_SECONDS = 3600.0
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Daemon:
             jobs.append(("jobs", self._run_jobs))
         if self.settings.alerts.webhook_url:
             jobs.append(("alerts", self._alerts))
+        if jobs and self.settings.retention.enabled:
+            jobs.append(("retention", self._retention))
         return jobs
 
     async def _guard(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
@@ -204,6 +208,21 @@ class Daemon:
         if held:
             self.say(f"{target}: circuit breaker held {len(held)} new blocks for review")
             wake.ALERTS.notify()  # the held blocks' alerts are committed
+
+    async def _retention(self) -> None:
+        """Prune once a day (checked hourly, and at start), in small transactions that
+        an ingest or a lookup never waits long for (store/retention.py)."""
+        from vtguardian.store.retention import prune_if_due
+
+        while not self.stop.is_set():
+            result = await asyncio.to_thread(
+                prune_if_due, self.engine, self.settings.retention, self.follow_stop
+            )
+            if result is not None:
+                removed = sum(result.removed.values())
+                self.say(f"retention: removed {removed:,} rows in {result.seconds:.1f} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), RETENTION_CHECK_SECONDS)
 
     async def _web(self) -> None:
         import uvicorn

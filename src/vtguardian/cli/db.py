@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -104,3 +105,122 @@ def db_status(ctx: typer.Context) -> None:
     )
     if not status.up_to_date:
         raise typer.Exit(1)
+
+
+@db_app.command("prune")
+def db_prune(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be removed.")
+    ] = False,
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--vacuum",
+            help="SQLite created before incremental vacuum: convert it once (a full VACUUM).",
+        ),
+    ] = False,
+) -> None:
+    """Remove what [retention] says has had its time, in small transactions."""
+    from vtguardian.cli.root import open_store
+    from vtguardian.clock import utcnow
+    from vtguardian.store import retention
+
+    settings = state(ctx).settings
+    engine = open_store(ctx)
+    now = utcnow()
+    if dry_run:
+        with engine.connect() as connection:
+            planned = retention.plan(connection, settings.retention, now)
+        for kind, count in planned.items():
+            out.print(f"{kind}: {count:,} rows would be removed")
+        out.print(f"total: {sum(planned.values()):,} rows (dry run: nothing removed)")
+        return
+    if vacuum:
+        retention.enable_incremental_vacuum(engine)
+    result = retention.prune(engine, settings.retention, now)
+    for kind, count in result.removed.items():
+        out.print(f"{kind}: {count:,} rows removed")
+    out.print(f"total: {sum(result.removed.values()):,} rows in {result.seconds:.1f} s")
+    if result.file_bytes_before is not None and result.file_bytes_after is not None:
+        out.print(
+            f"database file: {result.file_bytes_before / 1e6:,.1f} MB before, "
+            f"{result.file_bytes_after / 1e6:,.1f} MB after"
+        )
+    if result.vacuum_off:
+        out.print(
+            "the file keeps its freed pages for reuse (auto_vacuum is off): "
+            "run 'vtguardian db prune --vacuum' once to let it shrink"
+        )
+
+
+@db_app.command("stats")
+def db_stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rows and bytes per table, oldest and newest data, what retention removes next."""
+    from vtguardian.cli.root import open_store
+    from vtguardian.clock import iso_z, utcnow
+    from vtguardian.store import retention
+    from vtguardian.store.footprint import file_bytes, table_sizes
+
+    settings = state(ctx).settings
+    engine = open_store(ctx)
+    with engine.connect() as connection:
+        tables = table_sizes(connection, exact=True)
+        total = file_bytes(connection)
+        planned = retention.plan(connection, settings.retention, utcnow())
+        last = retention.last_run(connection)
+    if as_json:
+        print_json(
+            {
+                "bytes": total,
+                "tables": [
+                    {
+                        "table": t.table,
+                        "rows": t.rows,
+                        "bytes": t.bytes,
+                        "oldest": iso_z(t.oldest),
+                        "newest": iso_z(t.newest),
+                    }
+                    for t in tables
+                ],
+                "retention": {"last_prune": iso_z(last), "next_prune_removes": planned},
+            },
+            indent=True,
+        )
+        return
+    from rich.table import Table
+
+    table = Table("table", "rows", "MB", "oldest", "newest")
+    for t in tables:
+        table.add_row(
+            t.table,
+            f"{t.rows:,}",
+            "-" if t.bytes is None else f"{t.bytes / 1e6:,.2f}",
+            iso_z(t.oldest) or "-",
+            iso_z(t.newest) or "-",
+        )
+    out.print(table)
+    out.print(f"database: {total / 1e6:,.1f} MB")
+    out.print(f"last prune: {iso_z(last) or 'never'}")
+    due = {kind: count for kind, count in planned.items() if count}
+    out.print(
+        "next prune removes: "
+        + (", ".join(f"{kind} {count:,}" for kind, count in due.items()) or "nothing")
+    )
+
+
+@db_app.command("backup")
+def db_backup(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Where to write the copy.")],
+) -> None:
+    """Copy a SQLite database consistently while 'run' writes (the online backup API)."""
+    from vtguardian.store.backup import backup_sqlite
+    from vtguardian.store.engine import make_engine
+
+    engine = make_engine(state(ctx).settings.database.url)
+    size = backup_sqlite(engine, file)
+    out.print(f"backed up to {file} ({size / 1e6:,.1f} MB)")

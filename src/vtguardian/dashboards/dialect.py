@@ -2,8 +2,9 @@
 
 Panels say ``{now}``, ``{today}``, ``{days_ago(7)}``, ``{hours_since(col)}``,
 ``{json_each(col, alias)}``, ``{json_value(alias)}``, ``{full_days_from}`` and
-``{full_days_to}`` (the whole days inside the time range, for the daily rollup)
-and ``{full_days_to_next}`` (the day after),
+``{full_days_to}`` (the whole days inside the time range, for the daily rollup),
+``{full_days_to_next}`` (the day after) and ``{day_of_from}`` (the midnight the
+range starts in),
 ``{client_word(col)}`` and ``{client_bit(col)}``; this writes them out
 for one engine. Grafana gets the MySQL spelling; the built-in page uses
 whichever engine vtguardian runs on. Stored times are naive UTC, and on
@@ -36,6 +37,7 @@ MYSQL: dict[str, Callable[..., str]] = {
         "TIMESTAMP(DATE($__timeFrom() - INTERVAL 1 MICROSECOND) + INTERVAL 1 DAY)"
     ),
     "full_days_to": lambda: "TIMESTAMP(DATE($__timeTo() + INTERVAL 1 HOUR))",
+    "day_of_from": lambda: "TIMESTAMP(DATE($__timeFrom()))",
     "full_days_to_next": lambda: "TIMESTAMP(DATE($__timeTo() + INTERVAL 1 HOUR) + INTERVAL 1 DAY)",
     "client_word": lambda col: f"({col} DIV {CLIENT_WORD_BITS})",
     "client_bit": lambda col: f"(1 << ({col} MOD {CLIENT_WORD_BITS}))",
@@ -54,6 +56,7 @@ SQLITE: dict[str, Callable[..., str]] = {
     "full_days_to": lambda: _SQLITE_DAY.format(
         time="$__timeTo()", shifts="'+1 hours', 'start of day'"
     ),
+    "day_of_from": lambda: _SQLITE_DAY.format(time="$__timeFrom()", shifts="'start of day'"),
     "full_days_to_next": lambda: _SQLITE_DAY.format(
         time="$__timeTo()", shifts="'+1 hours', 'start of day', '+1 day'"
     ),

@@ -96,6 +96,10 @@ def _sqlite_engine(url: str) -> Engine:
         # otherwise start too late to take the write lock up front.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # A new, empty file gives freed pages back (store/retention.py). Only then: on
+        # an existing file the pragma would wait for the write lock, and change nothing.
+        if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -195,6 +195,8 @@ verdict_history = Table(
     Column("changed_at", Timestamp, nullable=False),
     Index(None, "ioc_id", "changed_at"),
     Index(None, "changed_at"),
+    # Retention keeps every report that changed a verdict: found through this.
+    Index(None, "report_id"),
 )
 
 lookup_queue = Table(
@@ -480,3 +482,17 @@ job_event_iocs = Table(
     Index(None, "job_id", "state", "ioc_id"),
     Index(None, "ioc_id"),
 )
+# One row per retention prune: when it ran and what it removed (``removed``: rows per
+# kind), so ``run`` prunes once a day across restarts and ``db stats`` can say when.
+retention_runs = Table(
+    "retention_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("started_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp),
+    Column("removed", JSON),
+    Index(None, "started_at"),
+)
+
+# The Home Network Guardian views url_scans, file_scans and yara_detections are
+# created by the migrations (0001_initial_schema, 0008_retention_hng_views).

@@ -139,7 +139,9 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        body = render_metrics(engine, quota) + render_job_metrics(engine, settings)
+        body = render_metrics(engine, quota, settings.retention) + render_job_metrics(
+            engine, settings
+        )
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     classifier = Classifier.from_settings(settings)

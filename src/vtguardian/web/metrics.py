@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Engine, func, select
 
+from vtguardian.config import RetentionSettings
 from vtguardian.quota import QuotaScheduler
 from vtguardian.store.schema import (
     actions,
@@ -21,6 +22,7 @@ from vtguardian.store.schema import (
     sightings,
     verdicts,
 )
+from vtguardian.web.db_metrics import DatabaseCollector
 
 
 class StoreCollector:
@@ -81,7 +83,11 @@ class StoreCollector:
         yield GaugeMetricFamily("vtguardian_blocks_active", "Active blocks", value=blocks)
 
 
-def render_metrics(engine: Engine, quota: QuotaScheduler) -> bytes:
+def render_metrics(
+    engine: Engine, quota: QuotaScheduler, retention: RetentionSettings | None = None
+) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(engine, quota))  # type: ignore[arg-type]
+    if retention is not None:
+        registry.register(DatabaseCollector(engine, retention))  # type: ignore[arg-type]
     return generate_latest(registry)
