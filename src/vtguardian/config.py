@@ -330,6 +330,8 @@ class JobSettings(_Section):
     retention: JobRetention = Field(default_factory=JobRetention)
     # An event whose IoCs are still pending goes to the outputs after this long anyway.
     pending_timeout_seconds: PositiveFloat = 300.0
+
+
 class RetentionSettings(_Section):
     """How long each kind of row lives (``[retention]``); ``run`` prunes once a day.
 
