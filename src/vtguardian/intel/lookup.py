@@ -23,8 +23,10 @@ from sqlalchemy.exc import DBAPIError
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
 from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
+from vtguardian.intel.analyses import STEPS, background_step, schedule_after_answer
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import VIRUSTOTAL, Flow, FlowOutcome, host_of
+from vtguardian.intel.threat_context import context_of
 from vtguardian.intel.virustotal import (
     KeyRejected,
     QuotaRefused,
@@ -48,6 +50,7 @@ from vtguardian.store.answers import (
 )
 from vtguardian.store.engine import is_disconnect, run_in_transaction, wait_for_database
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
+from vtguardian.store.threats import record_context
 from vtguardian.verdict import Level, Policy, decide
 
 PROVIDER = VIRUSTOTAL
@@ -171,11 +174,14 @@ class LookupService:
     def _store(self, ioc_id: int, report: ReportRow, also: Sequence[ReportRow] = ()) -> None:
         """The decision, the flow's other answers and the queue removal, atomically."""
         now = utcnow()
+        context = context_of(report)
 
         def work(connection: Connection) -> None:
             recorded = record_answer(
                 connection, ioc_id, report, self.ttl(report.verdict), now, also
             )
+            if context is not None:
+                record_context(connection, ioc_id, recorded.report_id, context, now)
             if recorded.history_id is not None and report.verdict in ALERT_LEVELS:
                 create_alert(connection, ioc_id, recorded.previous, recorded.history_id, now)
             count_claimed_miss(connection, PROVIDER, ioc_id, self.worker, (*also, report), now)
@@ -304,6 +310,8 @@ class LookupService:
             await pause(min(idle_seconds, ready_in or idle_seconds) or 0.05)
             return "idle"
         item = claims[0]
+        if item.reason in STEPS:  # a step of a re-analysis, submission or relationship fetch
+            return await background_step(self, client, item, report)
         before = await self._before_virustotal(item.ioc_id, item.kind, item.value)
         if before is None:
             report.decided_locally += 1
@@ -354,6 +362,7 @@ class LookupService:
         vt_report = self.report_for(answer, item.kind, item.value)
         decider, others = await self._after_virustotal(before, vt_report, item.kind, item.value)
         self._store(item.ioc_id, decider, others)
+        schedule_after_answer(self, item.ioc_id, item.kind, item.value, vt_report)
         self.quota.clear_pause()
 
     # --- direct lookups (the CLI) ------------------------------------------------
