@@ -132,7 +132,9 @@ def test_an_alert_is_claimed_before_waiting_reanalyses(engine, db_url, vt_emulat
 def test_unknown_urls_are_submitted_only_when_allowed(engine, db_url, vt_emulator):
     url = "http://dl.example-files.net/setup.exe"
     with_query = "http://dl.example-files.net/setup.exe?session=abc"
-    vt_emulator.emulator.configure({"seeds": [{"type": "url", "value": with_query, "unknown": True}]})
+    vt_emulator.emulator.configure(
+        {"seeds": [{"type": "url", "value": with_query, "unknown": True}]}
+    )
     _queue(engine, [("url", url), ("url", with_query)])
     asyncio.run(_service(engine, db_url, vt_emulator.url).run_worker(once=True))
     assert not [c for c in vt_emulator.emulator.calls() if c.method == "POST"]  # off by default
