@@ -25,6 +25,7 @@ from sqlalchemy import Engine, text
 
 from vtguardian.actions.pihole import sync_gravity
 from vtguardian.config import FollowedSource, settings_from_values
+from vtguardian.demo_intel import DemoIntel, gather
 from vtguardian.ingest.run import ingest
 from vtguardian.ingest.totals import Totals
 from vtguardian.intel.lookup import LookupService, WorkerReport
@@ -55,6 +56,8 @@ MALICIOUS = {
     "phish-login.example.org": "192.168.1.11",
 }
 SUSPICIOUS = ["one-engine-fp.example.com", "grayware.example.com"]
+# The C2 domain answers with the address Suricata saw it beacon to (a relationship).
+RESOLVES_TO = {"malware-c2.example.net": "185.220.101.66"}
 DAYS = 7
 EICAR_SHA256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
@@ -95,6 +98,8 @@ class DemoResult:
     requests_seen_by_emulator: int
     gravity: Path
     would_block: list[str]
+    # Re-analyses, submissions, threat context and relationships (demo_intel.py).
+    intel: DemoIntel | None = None
 
 
 def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, Path]:
@@ -126,6 +131,7 @@ def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, P
         elif "." in name and not name.endswith((".local", ".lan", ".arpa")):
             digest = zlib.crc32(name.encode())  # each name resolves to its own address
             address = f"93.184.{digest % 200}.{digest // 200 % 250 + 1}"
+            address = RESOLVES_TO.get(name, address)
             pihole_lines.append(f"{stamp} dnsmasq[612]: reply {name} is {address}")
     pihole = folder / "pihole.log"
     pihole.write_text("\n".join(pihole_lines) + "\n")
@@ -189,6 +195,16 @@ def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, P
             fileinfo={"filename": "eicar.com", "sha256": EICAR_SHA256, "size": 68},
         )
     )
+    # A download from a URL VirusTotal has never seen: submitted (the demo allows it).
+    events.append(
+        _eve(
+            beacon,
+            "http",
+            "192.168.1.16",
+            "203.0.113.201",
+            http={"hostname": "dl.example-files.net", "url": "/setup.exe", "http_method": "GET"},
+        )
+    )
     eve = folder / "eve.json"
     eve.write_bytes(b"".join(events))
     return pihole, eve
@@ -227,6 +243,8 @@ def run_demo(
         settings = settings_from_values(
             database={"url": f"sqlite:///{database}"}, virustotal=virustotal
         )
+        if emulator is not None:  # analyses answer "queued" once, then "completed"
+            emulator.configure({"analysis": {"polls_to_complete": 2}})
         report = asyncio.run(
             LookupService(settings, engine, classifier).run_worker(once=True, on_progress=on_lookup)
         )
@@ -249,6 +267,11 @@ def run_demo(
         requests_seen_by_emulator=requests,
         gravity=gravity,
         would_block=would_block,
+        intel=gather(
+            engine,
+            settings.virustotal.max_analysis_age_days,
+            settings.verdict.young_domain_days,
+        ),
     )
     engine.dispose()
     return result
@@ -270,6 +293,9 @@ def _virustotal(real_key: str | None) -> Iterator[tuple[dict, VirusTotalEmulator
                 "per_minute": 10_000,
                 "per_day": 100_000,
                 "per_month": 1_000_000,
+                # The emulator's URLs are invented: submitting one shows how it works.
+                "submit_unknown_urls": True,
+                "poll_seconds": 0.2,
             },
             emulator,
         )

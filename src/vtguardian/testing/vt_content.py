@@ -162,7 +162,7 @@ def _engine_results(kind: str, profile: Profile, rng: random.Random) -> dict[str
     results = {}
     for name, category in zip(order, categories, strict=False):
         result = {
-            "malicious": rng.choice(_MALICIOUS_RESULTS),
+            "malicious": _result_word(profile, rng.choice(_MALICIOUS_RESULTS)),
             "suspicious": "suspicious",
             "harmless": "clean",
             "undetected": "unrated",
@@ -355,3 +355,15 @@ def analysis_date(profile: Profile, seed: str) -> int:
     if profile.analysed_days_ago is not None:
         return now - int(profile.analysed_days_ago * 86400)
     return now - random.Random(f"date:{seed}").randrange(3600, 20 * 86400)
+
+
+def _result_word(profile: Profile, drawn: str) -> str:
+    """An engine's result for a malicious object: "malicious", or the word of its kind
+    of threat (URL engines say "phishing", "malware" or "spam", as in real reports)."""
+    if drawn == "malicious" or not profile.labels:
+        return drawn
+    label = profile.labels[0].lower()
+    for word in ("phishing", "spam"):
+        if word in label:
+            return word
+    return "malware"
