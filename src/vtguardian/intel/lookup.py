@@ -26,7 +26,7 @@ from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
 from vtguardian.intel.analyses import STEPS, background_step, schedule_after_answer
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import VIRUSTOTAL, Flow, FlowOutcome, host_of
-from vtguardian.intel.threat_context import context_of
+from vtguardian.intel.threat_context import context_of, shown_context
 from vtguardian.intel.virustotal import (
     KeyRejected,
     QuotaRefused,
@@ -50,7 +50,7 @@ from vtguardian.store.answers import (
 )
 from vtguardian.store.engine import is_disconnect, run_in_transaction, wait_for_database
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
-from vtguardian.store.threats import record_context
+from vtguardian.store.threats import contexts, record_context
 from vtguardian.verdict import Level, Policy, decide
 
 PROVIDER = VIRUSTOTAL
@@ -84,6 +84,8 @@ class LookupResult:
     source: str | None = None
     engines: list[str] = field(default_factory=list)
     error: str | None = None
+    # Threat context (README, "Threat context"): categories, family, domain age, ASN ...
+    context: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         data = dict(self.__dict__)
@@ -411,7 +413,19 @@ class LookupService:
                 uses = CacheUse(self.engine, PROVIDER, background=False)
                 uses.note(hits)
                 uses.flush()
+        self._add_context(results, ids)
         return results
+
+    def _add_context(self, results: list[LookupResult], ids: dict[tuple[str, str], int]) -> None:
+        """Each answered result's threat context, read once for the call."""
+        with self.engine.connect() as connection:
+            stored = contexts(connection, ids.values())
+        now = utcnow()
+        young_days = self.settings.verdict.young_domain_days
+        for result in results:
+            ioc_id = ids.get((result.type or "", result.value or ""))
+            if ioc_id is not None:
+                result.context = shown_context(stored.get(ioc_id), now, young_days)
 
     def _result_from_cache(
         self, item: Classified, cached: CachedVerdict, source: str

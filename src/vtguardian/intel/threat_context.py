@@ -46,6 +46,8 @@ _PATTERNS = [
 ]
 _FLAGGED = ("malicious", "suspicious")
 MAX_ITEMS = 20
+#: verdict.young_domain_days's default, for outputs that are not given the settings.
+YOUNG_DAYS = 30
 TEXT = 128
 
 
@@ -180,3 +182,39 @@ def _date(value: Any) -> datetime | None:
         return from_unix(value)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def shown_context(
+    context: dict[str, Any] | None, now: datetime, young_days: int
+) -> dict[str, Any] | None:
+    """A stored context as ``lookup --json``, the API and alerts show it: JSON values,
+    dates as ISO text, and ``young`` for a domain registered less than ``young_days``
+    days ago."""
+    if not context:
+        return None
+    shown = {k: v for k, v in context.items() if v not in (None, [], {})}
+    created = context.get("creation_date")
+    if isinstance(created, datetime):
+        shown["creation_date"] = created.isoformat() + "Z"
+        shown["young"] = is_young(created, now, young_days)
+    return shown
+
+
+def ecs_indicator(context: dict[str, Any] | None) -> dict[str, Any]:
+    """ECS ``threat.indicator`` fields from a stored context (``as.number``,
+    ``as.organization.name``, ``geo.country_iso_code``, ``description``)."""
+    if not context:
+        return {}
+    fields: dict[str, Any] = {}
+    if context.get("asn") is not None:
+        fields["as"] = {"number": context["asn"]}
+        if context.get("as_owner"):
+            fields["as"]["organization"] = {"name": context["as_owner"]}
+    if context.get("country"):
+        fields["geo"] = {"country_iso_code": context["country"]}
+    words = [*(context.get("threat_categories") or []), *(context.get("families") or [])]
+    if context.get("threat_label"):
+        words.append(context["threat_label"])
+    if words:
+        fields["description"] = "; ".join(dict.fromkeys(words))[:200]
+    return fields

@@ -76,7 +76,7 @@ def contexts(connection: Connection, ioc_ids: Iterable[int]) -> dict[int, dict[s
     for row in connection.execute(
         select(threat_context).where(threat_context.c.ioc_id.in_(wanted))
     ).mappings():
-        item = {k: v for k, v in row.items() if k not in ("ioc_id", "report_id", "updated_at")}
+        item = {str(k): v for k, v in row.items() if k not in ("ioc_id", "report_id", "updated_at")}
         item["creation_date"] = as_naive_utc(row["creation_date"])
         found[row["ioc_id"]] = item
     return found
