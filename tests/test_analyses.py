@@ -9,12 +9,15 @@ from datetime import timedelta
 from sqlalchemy import select, text, update
 
 from helpers import settings_for
+from test_alerts_hunt import Receiver
 from vtguardian.clock import utcnow
 from vtguardian.intel.lookup import LookupService
 from vtguardian.store import queue
 from vtguardian.store.engine import write_transaction
-from vtguardian.store.entities import ensure_iocs
+from vtguardian.store.entities import ensure_clients, ensure_iocs
 from vtguardian.store.schema import analysis_requests, iocs, lookup_stats, related_iocs
+from vtguardian.store.sightings import add_sightings, hour_bucket
+from vtguardian.testing.server import BackgroundServer
 
 FAST = {"poll_seconds": 0.05}
 
@@ -172,3 +175,40 @@ def test_relationships_link_two_contacted_iocs_within_the_budget(engine, db_url,
     assert len(pairs) == 1
     assert pairs[0][2] == "resolutions"
     assert {pairs[0][0], pairs[0][1]} & {"malware-c2.example.net", "phish-login.example.org"}
+
+
+def test_the_alert_names_the_threat_and_a_related_ioc_the_network_contacted(
+    engine, db_url, vt_emulator
+):
+    now = utcnow()
+    hour = hour_bucket(now)
+    with write_transaction(engine) as connection:
+        ids = ensure_iocs(
+            connection,
+            {
+                ("domain", "malware-c2.example.net"): (None, now, now),
+                ("ip", "185.220.101.66"): (None, now, now),
+            },
+        )
+        laptop = ensure_clients(connection, {"192.168.1.13": ("tablet", now, now)})
+        add_sightings(
+            connection,
+            {(i, laptop["192.168.1.13"], "suricata", hour): (1, 0, now) for i in ids.values()},
+        )
+        queue.enqueue(connection, [queue.QueueRequest(i, queue.TIER_NEW) for i in ids.values()])
+    receiver = Receiver()
+    with BackgroundServer(receiver.app) as hook:
+        settings = settings_for(
+            db_url,
+            vt_emulator.url,
+            virustotal={**FAST, "relationship_requests_per_day": 5},
+            alerts={"webhook_url": f"{hook.url}/hook"},
+        )
+        asyncio.run(LookupService(settings, engine, sleep=_no_sleep).run_worker(once=True))
+    by_value = {alert["ioc"]["value"]: alert for alert in receiver.received}
+    c2 = by_value["malware-c2.example.net"]
+    assert c2["threat"]["threat_categories"][0] == "command-and-control"
+    assert c2["related_contacted"] == [
+        {"type": "ip", "value": "185.220.101.66", "relation": "resolutions"}
+    ]
+    assert "related_contacted" in by_value["185.220.101.66"]  # either way round
