@@ -7,14 +7,22 @@ import asyncio
 import json
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from helpers import run_cli, settings_for
+from vtguardian.clock import utcnow
 from vtguardian.intel.lookup import LookupService
 from vtguardian.intel.threat_context import context_of, threat_category
 from vtguardian.intel.virustotal import VirusTotalClient
 from vtguardian.iocs import IocType
+from vtguardian.store import queue
 from vtguardian.store.answers import ReportRow
+from vtguardian.store.engine import write_transaction
+from vtguardian.store.entities import ensure_iocs
+from vtguardian.store.schema import verdicts
 from vtguardian.testing.vt_emulator import DEFAULT_KEY
+from vtguardian.web.app import create_app
 
 EICAR = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
@@ -107,3 +115,27 @@ def test_lookup_json_shows_the_context_and_a_young_domain(engine, db_url, vt_emu
     assert phish["threat_categories"] == ["phishing"] and phish["young"] is True
     google = answers["www.google.com"]["context"]
     assert google["young"] is False and "threat_categories" not in google
+
+
+def test_the_ioc_detail_shows_threat_context_related_iocs_and_both_ages(
+    engine, db_url, vt_emulator
+):
+    settings = settings_for(
+        db_url, vt_emulator.url, virustotal={"relationship_requests_per_day": 5}
+    )
+    asyncio.run(LookupService(settings, engine).lookup_values(["malware-c2.example.net"]))
+    now = utcnow()
+    with write_transaction(engine) as connection:  # the worker's relationship step
+        ids = ensure_iocs(connection, {("domain", "malware-c2.example.net"): (None, now, now)})
+        queue.enqueue(connection, [queue.QueueRequest(i, queue.TIER_ALERT) for i in ids.values()])
+        connection.execute(update(verdicts).values(expires_at=now))
+    asyncio.run(LookupService(settings, engine).run_worker(once=True))
+    with TestClient(create_app(settings, engine), base_url="http://127.0.0.1") as client:
+        detail = client.get("/api/v1/iocs/malware-c2.example.net").json()
+    assert detail["threat"]["threat_categories"][0] == "command-and-control"
+    assert detail["related"] == [
+        {"type": "ip", "value": "185.220.101.66", "relation": "resolutions"}
+    ]
+    analysis = detail["analysis"]
+    assert analysis["status"] == "fresh" and analysis["cache"] == "fresh"
+    assert 0 < analysis["analysis_age_hours"] < 20 * 24 and analysis["cache_age_hours"] == 0

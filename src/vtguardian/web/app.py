@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from vtguardian.actions.feeds import FEEDS, blocklist
 from vtguardian.config import Settings
 from vtguardian.dashboards.macros import TimeRange
+from vtguardian.intel.ioc_intel import ioc_intel
 from vtguardian.intel.lookup import budget_from
 from vtguardian.iocs import Classifier
 from vtguardian.quota import QuotaScheduler
@@ -233,6 +234,7 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
             done = connection.execute(
                 select(actions).where(actions.c.ioc_id == ioc_id).order_by(actions.c.id.desc())
             ).all()
+            intel = ioc_intel(connection, ioc_id, settings)
         return {
             "type": key[0],
             "value": key[1],
@@ -242,6 +244,7 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
             "reports": [row_payload(row) for row in history],
             "clients": [row_payload(row) for row in seen_by],
             "actions": [row_payload(row) for row in done],
+            **intel,  # threat context, related IoCs, last analysis status
         }
 
     return app
