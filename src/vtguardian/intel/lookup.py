@@ -26,7 +26,7 @@ from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
 from vtguardian.intel.analyses import STEPS, background_step, schedule_after_answer
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import VIRUSTOTAL, Flow, FlowOutcome, host_of
-from vtguardian.intel.threat_context import context_of, shown_context
+from vtguardian.intel.threat_context import context_of, shown_context, young_domain
 from vtguardian.intel.virustotal import (
     KeyRejected,
     QuotaRefused,
@@ -155,6 +155,7 @@ class LookupService:
             self.policy,
             popularity_rank=answer.popularity_rank,
             domain=host_of(kind, value),
+            young=young_domain(answer.raw, self.settings.verdict.young_domain_days),
         )
         return ReportRow(
             provider=PROVIDER,

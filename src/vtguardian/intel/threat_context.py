@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from vtguardian.clock import from_unix
+from vtguardian.clock import from_unix, utcnow
 from vtguardian.store.answers import ReportRow
 from vtguardian.store.threats import ThreatContext
 
@@ -218,3 +218,12 @@ def ecs_indicator(context: dict[str, Any] | None) -> dict[str, Any]:
     if words:
         fields["description"] = "; ".join(dict.fromkeys(words))[:200]
     return fields
+
+
+def young_domain(document: Any, days: int) -> bool:
+    """Whether an answered domain object was registered less than ``days`` days ago."""
+    try:
+        created = document["data"]["attributes"].get("creation_date")
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return is_young(_date(created), utcnow(), days)
