@@ -278,6 +278,7 @@ def panels(daily_budget: int = 500, max_analysis_age_days: float = 30.0) -> list
             "{hours_since(v.checked_at)} AS hours_since_fetch, "
             f"CASE WHEN {LAST_REQUEST} IN ('wanted', 'requested', 'completed') "
             "THEN 're-analysis requested' "
+            "WHEN v.analysis_date IS NULL THEN 'no analysis' "
             f"WHEN v.analysis_date < {{days_ago({max_age})}} THEN 'stale' "
             f"WHEN {LAST_REQUEST} = 'done' THEN 're-analysed' "
             "ELSE 'fresh' END AS status, "

@@ -74,6 +74,8 @@ def schedule_after_answer(
             max_age = timedelta(days=settings.max_analysis_age_days)
             if seen is None or seen < now - max_age:
                 return None  # nobody talks to it any more: not worth the quota
+            if rows.requested_since(connection, ioc_id, rows.REANALYSE, now - max_age):
+                return None  # re-analysed lately, and VirusTotal kept the old date
             caps = (rows.REANALYSE, rows.SUBMIT)
             if rows.requested_today(connection, caps, now) >= settings.reanalyses_per_day:
                 return None

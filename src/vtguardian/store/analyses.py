@@ -60,6 +60,20 @@ def has_open(connection: Connection, ioc_id: int, kinds: tuple[str, ...]) -> boo
     )
 
 
+def requested_since(connection: Connection, ioc_id: int, kind: str, since: datetime) -> bool:
+    """Whether a request of ``kind`` for the IoC was opened at or after ``since``."""
+    return (
+        connection.execute(
+            select(analysis_requests.c.id).where(
+                analysis_requests.c.ioc_id == ioc_id,
+                analysis_requests.c.kind == kind,
+                analysis_requests.c.created_at >= since,
+            )
+        ).first()
+        is not None
+    )
+
+
 def ever_related(connection: Connection, ioc_id: int) -> bool:
     return (
         connection.execute(
