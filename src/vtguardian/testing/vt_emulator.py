@@ -282,31 +282,8 @@ class VirusTotalEmulator:
                 obj = build_object(started.kind, started.object_id, profile, self.host, extra)
             self._log(request, 200, "ok", None, analysis_id)
             return await self._deliver(analysis_body(started, status, obj, self.host))
-        match = re.fullmatch(r"u-([0-9a-f]{64})-(\d+)", analysis_id)
-        if not match or match.group(1) not in self._urls:
-            return self._error(
-                request, 404, "NotFoundError", f'Analysis "{analysis_id}" not found', "ok"
-            )
-        url = self._urls[match.group(1)]
-        profile = self._profile("url", url)
-        obj = build_object("url", match.group(1), profile, self.host, {"url": url})
-        attributes = obj["data"]["attributes"]
-        self._log(request, 200, "ok", None, analysis_id)
-        return await self._deliver(
-            {
-                "data": {
-                    "type": "analysis",
-                    "id": analysis_id,
-                    "links": {"self": f"{self.host}/api/v3/analyses/{analysis_id}"},
-                    "attributes": {
-                        "date": int(match.group(2)),
-                        "status": "completed",
-                        "stats": attributes["last_analysis_stats"],
-                        "results": attributes["last_analysis_results"],
-                    },
-                },
-                "meta": {"url_info": {"id": match.group(1), "url": url}},
-            }
+        return self._error(
+            request, 404, "NotFoundError", f'Analysis "{analysis_id}" not found', "not_found"
         )
 
     # --- gatekeeping: key, budget, faults ------------------------------------------
