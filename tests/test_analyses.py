@@ -112,6 +112,17 @@ def test_reanalyses_keep_to_their_daily_cap_and_skip_iocs_nobody_contacts(
             select(analysis_requests.c.status).where(analysis_requests.c.kind == "reanalyse")
         ).scalars()
         assert sorted(done) == ["done", "done"]
+    # The cap is counted in the database: another worker (or a restart) has none left.
+    later = [f"later{n}.example.org" for n in range(2)]
+    vt_emulator.emulator.configure(
+        {"seeds": [{"type": "domain", "value": n, "harmless": 60, "undetected": 20,
+                    "analysed_days_ago": 90} for n in later]}
+    )  # fmt: skip
+    _queue(engine, [("domain", n) for n in later])
+    other = _service(engine, db_url, vt_emulator.url, reanalyses_per_day=2)
+    other.worker = "another-host:1"
+    asyncio.run(other.run_worker(once=True))
+    assert len([c for c in vt_emulator.emulator.calls() if c.method == "POST"]) == 2
 
 
 def test_an_alert_is_claimed_before_waiting_reanalyses(engine, db_url, vt_emulator):

@@ -39,6 +39,7 @@ from vtguardian.intel.virustotal import (
     VirusTotalClient,
 )
 from vtguardian.iocs import IocType
+from vtguardian.quota import Budget, QuotaScheduler
 from vtguardian.store import analyses as rows
 from vtguardian.store import queue
 from vtguardian.store.answers import ReportRow, count_outcome
@@ -56,54 +57,81 @@ STEPS = frozenset({"reanalyse", "submit", "poll", "refetch", "relate"})
 Step = Literal["asked", "idle"]
 
 
+def daily_cap(service: LookupService, name: str, per_day: int) -> QuotaScheduler:
+    """A daily cap counted in the database like the quota itself (one serialised
+    reservation each), so several workers together never exceed it either."""
+    unlimited = 10**9
+    budget = Budget(per_minute=unlimited, per_day=max(per_day, 0), per_month=unlimited)
+    return QuotaScheduler(service.engine, budget, provider=f"{PROVIDER}-{name}")
+
+
+def reanalysis_cap(service: LookupService) -> QuotaScheduler:
+    return daily_cap(service, "reanalyses", service.settings.virustotal.reanalyses_per_day)
+
+
+def relationship_cap(service: LookupService) -> QuotaScheduler:
+    per_day = service.settings.virustotal.relationship_requests_per_day
+    return daily_cap(service, "relationships", per_day)
+
+
 def schedule_after_answer(
     service: LookupService, ioc_id: int, kind: IocType, value: str, report: ReportRow
 ) -> str | None:
-    """Open a re-analysis, a submission or a relationship fetch when one is due;
-    the kind opened, or None. Its own transaction, after the answer's."""
+    """Open a re-analysis, a submission or a relationship fetch when one is due and
+    its daily cap allows; the kind opened, or None. After the answer's transaction."""
     settings = service.settings.virustotal
     now = utcnow()
+    with service.engine.connect() as connection:
+        wanted = _due(connection, service, ioc_id, kind, value, report, now)
+    if wanted is None:
+        return None
+    if wanted in (rows.REANALYSE, rows.SUBMIT):
+        if settings.reanalyses_per_day == 0 or reanalysis_cap(service).try_reserve(now) > 0:
+            return None  # today's re-analyses are spent
+    elif relationship_cap(service).usage(now).remaining()["day"] <= 0:
+        return None  # counted per request when sent; none left today
 
     def work(connection: Connection) -> str | None:
-        if report.provider != PROVIDER:
-            return None
         if rows.has_open(connection, ioc_id, (rows.REANALYSE, rows.SUBMIT, rows.RELATE)):
-            return None
-        if report.outcome == "found" and _stale(report.analysis_date, now, settings):
-            seen = as_naive_utc(rows.last_seen(connection, ioc_id))
-            max_age = timedelta(days=settings.max_analysis_age_days)
-            if seen is None or seen < now - max_age:
-                return None  # nobody talks to it any more: not worth the quota
-            if rows.requested_since(connection, ioc_id, rows.REANALYSE, now - max_age):
-                return None  # re-analysed lately, and VirusTotal kept the old date
-            caps = (rows.REANALYSE, rows.SUBMIT)
-            if rows.requested_today(connection, caps, now) >= settings.reanalyses_per_day:
-                return None
-            rows.open_request(
-                connection, ioc_id, rows.REANALYSE, now, report.analysis_date, report.verdict
-            )
-            return rows.REANALYSE
-        if report.outcome == "not_found" and _submittable(kind, value, settings):
-            caps = (rows.REANALYSE, rows.SUBMIT)
-            if rows.requested_today(connection, caps, now) >= settings.reanalyses_per_day:
-                return None
-            rows.open_request(connection, ioc_id, rows.SUBMIT, now, None, report.verdict)
-            return rows.SUBMIT
-        if report.verdict == Level.MALICIOUS and settings.relationship_requests_per_day > 0:
-            planned = len(vt_calls.RELATIONSHIPS[kind])
-            used = rows.requested_today(connection, (rows.RELATE,), now)
-            if used + planned > settings.relationship_requests_per_day:
-                return None
-            if rows.ever_related(connection, ioc_id):
-                return None
-            rows.open_request(
-                connection, ioc_id, rows.RELATE, now, old_verdict=report.verdict,
-                planned_requests=planned,
-            )  # fmt: skip
-            return rows.RELATE
-        return None
+            return None  # another worker opened one meanwhile
+        rows.open_request(
+            connection, ioc_id, wanted, now,
+            old_analysis_date=report.analysis_date if wanted == rows.REANALYSE else None,
+            old_verdict=report.verdict,
+        )  # fmt: skip
+        return wanted
 
     return run_in_transaction(service.engine, work)
+
+
+def _due(
+    connection: Connection,
+    service: LookupService,
+    ioc_id: int,
+    kind: IocType,
+    value: str,
+    report: ReportRow,
+    now: datetime,
+) -> str | None:
+    """What the answer deserves beyond itself, caps aside."""
+    settings = service.settings.virustotal
+    if report.provider != PROVIDER:
+        return None
+    if rows.has_open(connection, ioc_id, (rows.REANALYSE, rows.SUBMIT, rows.RELATE)):
+        return None
+    if report.outcome == "found" and _stale(report.analysis_date, now, settings):
+        seen = as_naive_utc(rows.last_seen(connection, ioc_id))
+        max_age = timedelta(days=settings.max_analysis_age_days)
+        if seen is None or seen < now - max_age:
+            return None  # nobody talks to it any more: not worth the quota
+        if rows.requested_since(connection, ioc_id, rows.REANALYSE, now - max_age):
+            return None  # re-analysed lately, and VirusTotal kept the old date
+        return rows.REANALYSE
+    if report.outcome == "not_found" and _submittable(kind, value, settings):
+        return rows.SUBMIT
+    if report.verdict == Level.MALICIOUS and settings.relationship_requests_per_day > 0:
+        return None if rows.ever_related(connection, ioc_id) else rows.RELATE
+    return None
 
 
 def _stale(analysis_date: datetime | None, now: datetime, settings: object) -> bool:
@@ -128,6 +156,9 @@ async def background_step(
         request = rows.current(connection, item.ioc_id)
     if request is None:  # nothing open any more (a restart mid-way): drop the step
         run_in_transaction(service.engine, lambda c: queue.complete(c, item.ioc_id))
+        return "idle"
+    if item.reason == rows.RELATE and relationship_cap(service).try_reserve() > 0:
+        _finish(service, item, request, "failed", error="relationship budget spent today")
         return "idle"
     wait = service.quota.try_reserve()
     if wait > 0:
@@ -241,8 +272,10 @@ async def _relate(
     found: list[tuple[IocType, str, str]] = []
     names = vt_calls.RELATIONSHIPS[item.kind]
     for n, name in enumerate(names):
+        if n and relationship_cap(service).try_reserve() > 0:
+            break  # the day's relationship budget is spent
         if n and service.quota.try_reserve() > 0:
-            break  # the rest of the budget stays unspent rather than waited for
+            break  # the rest of the quota stays unspent rather than waited for
         for kind, value in await vt_calls.related(client, item.kind, item.value, name):
             found.append((kind, value, name))
         run_in_transaction(

@@ -37,16 +37,6 @@ class OpenRequest:
     polls: int
 
 
-def requested_today(connection: Connection, kinds: tuple[str, ...], now: datetime) -> int:
-    """Requests of ``kinds`` created since 00:00 UTC (a relate row counts its requests)."""
-    weight = func.coalesce(func.sum(analysis_requests.c.polls), 0)
-    count = func.count()
-    query = select(weight if kinds == (RELATE,) else count).where(
-        analysis_requests.c.created_at >= day_start(now), analysis_requests.c.kind.in_(kinds)
-    )
-    return int(connection.execute(query).scalar_one() or 0)
-
-
 def has_open(connection: Connection, ioc_id: int, kinds: tuple[str, ...]) -> bool:
     return (
         connection.execute(
@@ -75,10 +65,13 @@ def requested_since(connection: Connection, ioc_id: int, kind: str, since: datet
 
 
 def ever_related(connection: Connection, ioc_id: int) -> bool:
+    """Relationships fetched (or being fetched) for the IoC; a failed fetch may be retried."""
     return (
         connection.execute(
             select(analysis_requests.c.id).where(
-                analysis_requests.c.ioc_id == ioc_id, analysis_requests.c.kind == RELATE
+                analysis_requests.c.ioc_id == ioc_id,
+                analysis_requests.c.kind == RELATE,
+                analysis_requests.c.status.in_((*OPEN, "done")),
             )
         ).first()
         is not None
@@ -96,7 +89,6 @@ def open_request(
     now: datetime,
     old_analysis_date: datetime | None = None,
     old_verdict: str | None = None,
-    planned_requests: int = 0,
 ) -> int:
     """A new request and the IoC's queue row for its first step (a queue row left by
     a lookup is taken over: that lookup has just been answered)."""
@@ -107,7 +99,7 @@ def open_request(
             status="wanted",
             old_analysis_date=old_analysis_date,
             old_verdict=old_verdict,
-            polls=planned_requests,
+            polls=0,
             created_at=now,
         )
     ).inserted_primary_key[0]
