@@ -157,12 +157,18 @@ async def background_step(
     if request is None:  # nothing open any more (a restart mid-way): drop the step
         run_in_transaction(service.engine, lambda c: queue.complete(c, item.ioc_id))
         return "idle"
-    if item.reason == rows.RELATE and relationship_cap(service).try_reserve() > 0:
+    relating = item.reason == rows.RELATE
+    if relating and relationship_cap(service).usage().remaining()["day"] <= 0:
         _finish(service, item, request, "failed", error="relationship budget spent today")
         return "idle"
     wait = service.quota.try_reserve()
     if wait > 0:
         queue.release(service.engine, item.ioc_id, service.worker, min(wait, 60.0))
+        return "idle"
+    # Counted once the request is sure to go: a wait above spends none of it. Another
+    # worker may have taken the last one meanwhile; then the quota slot goes unused.
+    if relating and relationship_cap(service).try_reserve() > 0:
+        _finish(service, item, request, "failed", error="relationship budget spent today")
         return "idle"
     report.requests += 1
     try:
