@@ -223,3 +223,39 @@ def test_the_alert_names_the_threat_and_a_related_ioc_the_network_contacted(
         {"type": "ip", "value": "185.220.101.66", "relation": "resolutions"}
     ]
     assert "related_contacted" in by_value["185.220.101.66"]  # either way round
+
+
+def test_a_related_ioc_the_network_contacted_is_looked_up_next(engine, db_url, vt_emulator):
+    now = utcnow()
+    hour = hour_bucket(now)
+    with write_transaction(engine) as connection:
+        ids = ensure_iocs(
+            connection,
+            {
+                ("domain", "malware-c2.example.net"): (None, now, now),
+                ("ip", "185.220.101.66"): (None, now, now),  # seen, never queued
+            },
+        )
+        device = ensure_clients(connection, {"192.168.1.13": ("tablet", now, now)})
+        add_sightings(
+            connection,
+            {(i, device["192.168.1.13"], "suricata", hour): (1, 0, now) for i in ids.values()},
+        )
+        c2 = ids[("domain", "malware-c2.example.net")]
+        queue.enqueue(connection, [queue.QueueRequest(c2, queue.TIER_NEW)])
+    stale = [f"stale{n}.example.org" for n in range(3)]
+    vt_emulator.emulator.configure(
+        {"analysis": {"polls_to_complete": 3},
+         "seeds": [{"type": "domain", "value": n, "harmless": 60, "undetected": 20,
+                    "analysed_days_ago": 90} for n in stale]}
+    )  # fmt: skip
+    _queue(engine, [("domain", n) for n in stale])
+    service = _service(engine, db_url, vt_emulator.url, relationship_requests_per_day=5)
+    asyncio.run(service.run_worker(once=True))
+    paths = [c.path for c in vt_emulator.emulator.calls()]
+    relate = paths.index("/api/v3/domains/malware-c2.example.net/resolutions")
+    # Alert priority: ahead of the re-analysis steps still waiting behind it.
+    assert paths[relate + 1] == "/api/v3/ip_addresses/185.220.101.66"
+    assert any(p.startswith("/api/v3/analyses/") for p in paths[relate + 2 :])
+    with engine.connect() as connection:
+        assert _verdict(connection, "185.220.101.66") == "malicious"
