@@ -36,6 +36,7 @@ from vtguardian.store.entities import ensure_clients, ensure_iocs
 from vtguardian.store.resolutions import write_connections, write_resolutions
 from vtguardian.store.schema import dns_bypasses
 from vtguardian.store.sightings import add_sightings, hour_bucket
+from vtguardian.store.threats import ThreatContext, record_context
 
 MARIADB = os.environ.get("VTGUARDIAN_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
 
@@ -72,7 +73,19 @@ def load(url: str, days: int, per_day: int, seed: int = 11) -> None:
                     labels=["malware"] if level == "malicious" else ["news"],
                     analysis_date=now - timedelta(days=n % 60),
                 )
-                record_answer(c, ioc_id, report, timedelta(days=7), now - timedelta(hours=n % 160))
+                recorded = record_answer(
+                    c, ioc_id, report, timedelta(days=7), now - timedelta(hours=n % 160)
+                )
+                flagged = level != "harmless"
+                context = ThreatContext(
+                    threat_categories=["malware", "command-and-control"] if flagged else [],
+                    site_categories=["news"],
+                    families=["Emotet"] if level == "malicious" else [],
+                )
+                record_context(c, ioc_id, recorded.report_id, context, now)
+                if n % 14 == 0 and flagged:  # verdicts that changed since: history to walk
+                    later = ReportRow("virustotal", "found", "harmless", ratio=0.0, total=88)
+                    record_answer(c, ioc_id, later, timedelta(days=7), now - timedelta(hours=2))
     raw = create_engine(url)
     with raw.begin() as c:
         c.execute(

@@ -182,6 +182,8 @@ def settings_for(db_url: str, vt_url: str, **sections: dict | list) -> Settings:
             "per_minute": 100_000,
             "per_day": 1_000_000,
             "per_month": 10_000_000,
+            # Relationship fetches add requests; the tests about them turn them on.
+            "relationship_requests_per_day": 0,
         },
         "queue": {"retry_base_seconds": 0.2},
     }

@@ -82,6 +82,12 @@ def test_quota_benchmark_prints_requests_per_ioc_and_the_alerted_iocs_place() ->
     output = _run("quota.py", "--events", "200")
     assert re.search(r"vtguardian: \d+ requests -> 1\.00 per IoC", output), output
     assert "alerted IoC was request #1" in output
+    assert re.search(
+        r"with fresh analyses and relationships: \d+ requests -> \d\.\d\d per IoC", output
+    )
+    assert "EXCEEDED" not in output and "(which enforces the same limits): 0" in output
+    assert re.search(r"re-analyses today: [1-9]\d* of \d+ -> ok", output), output
+    assert "the alerted IoC was request #1 after it was queued" in output
 
 
 def test_protection_benchmark_prints_each_stage_the_cpu_and_the_quota_bound_case() -> None:

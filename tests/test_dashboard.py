@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, text, update
 
 from vtguardian.clock import utcnow
 from vtguardian.dashboards.dialect import render
@@ -20,8 +20,16 @@ from vtguardian.store import migrate
 from vtguardian.store.answers import ReportRow, count_outcome, record_answer
 from vtguardian.store.engine import make_engine, write_transaction
 from vtguardian.store.entities import ensure_clients, ensure_iocs
-from vtguardian.store.schema import actions, ids_alerts, lookup_queue, quota_usage
+from vtguardian.store.schema import (
+    actions,
+    analysis_requests,
+    ids_alerts,
+    lookup_queue,
+    quota_usage,
+    verdicts,
+)
 from vtguardian.store.sightings import add_sightings, hour_bucket
+from vtguardian.store.threats import ThreatContext, record_context
 
 COMMITTED = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "virus_total.json"
 
@@ -122,8 +130,18 @@ def fixture_db(mariadb_url):
             good: ReportRow("virustotal", "found", "harmless", ratio=0.0, total=88,
                             stats={"malicious": 0}, analysis_date=now - timedelta(hours=5)),
         }  # fmt: skip
+        contexts = {
+            evil: ThreatContext(threat_categories=["command-and-control"],
+                                site_categories=["news"]),
+            ip: ThreatContext(threat_categories=["command-and-control"]),
+            file_: ThreatContext(threat_categories=["malware"], families=["EICAR-Test-File"],
+                                 threat_label="trojan.eicar"),
+            sus: ThreatContext(threat_categories=["pua"], site_categories=["shopping"]),
+            good: ThreatContext(site_categories=["search engines"]),
+        }  # fmt: skip
         for ioc_id, report in answers.items():
             recorded = record_answer(c, ioc_id, report, timedelta(days=1), now - timedelta(hours=1))
+            record_context(c, ioc_id, recorded.report_id, contexts[ioc_id], now)
             if report.verdict in ("malicious", "suspicious"):
                 create_alert(c, ioc_id, None, recorded.history_id, now - timedelta(hours=1))
         c.execute(
@@ -224,13 +242,72 @@ def test_scan_statistics_and_freshness(fixture_db):
     assert status["a" * 64][0] >= 40 * 24
 
 
+def test_last_analysis_status_shows_both_ages_and_the_reanalysis(fixture_db):
+    rows = {r[0]: r for r in _run(fixture_db, "last_analysis")}
+    # The file's analysis is 40 days old: stale, though our cached copy is fresh.
+    assert rows["a" * 64][7:9] == ("stale", "fresh")
+    assert rows["evil.example.com"][7:9] == ("fresh", "fresh")
+    now = utcnow()
+    with write_transaction(fixture_db) as c:
+        file_id = c.execute(text("SELECT id FROM iocs WHERE type = 'file'")).scalar()
+        c.execute(
+            insert(analysis_requests).values(
+                ioc_id=file_id, kind="reanalyse", status="requested", polls=0, created_at=now
+            )
+        )
+    assert _run(fixture_db, "last_analysis")[0][7] == "re-analysis requested"
+    with write_transaction(fixture_db) as c:
+        c.execute(update(analysis_requests).values(status="done"))
+        c.execute(update(verdicts).where(verdicts.c.ioc_id == file_id).values(analysis_date=now))
+    rows = {r[0]: r for r in _run(fixture_db, "last_analysis")}
+    assert rows["a" * 64][7] == "re-analysed"
+
+
 def test_attack_vectors(fixture_db):
     by_type = {}
     for _time, kind, value in _run(fixture_db, "vectors_by_type"):
         by_type[kind] = by_type.get(kind, 0) + int(value)
     assert by_type == {"domain": 3, "ip": 1, "file": 1}  # evil seen in two hours
     labels = dict(_run(fixture_db, "vectors_by_label"))
-    assert labels == {"command and control": 1, "botnet": 1, "eicar": 1, "pua": 1}
+    assert labels == {"command-and-control": 2, "malware": 1, "pua": 1}  # no site category
+    by_category = {}
+    for _time, category, value in _run(fixture_db, "vectors_by_category"):
+        by_category[category] = by_category.get(category, 0) + int(value)
+    assert by_category == {"command-and-control": 3, "malware": 1, "pua": 1}
+    families = {
+        (kind, name): int(n) for kind, name, n, _last in _run(fixture_db, "threat_families")
+    }
+    assert families == {("family", "EICAR-Test-File"): 1, ("label", "trojan.eicar"): 1}
+
+
+def test_attack_vectors_count_the_verdict_each_ioc_had_then(fixture_db):
+    """A verdict changed now leaves yesterday's flagged sightings as they were, and a
+    flip to malicious today does not make yesterday's clean sightings malicious."""
+    with write_transaction(fixture_db) as c:
+        evil, good = (
+            c.execute(text("SELECT id FROM iocs WHERE value = :v"), {"v": v}).scalar()
+            for v in ("evil.example.com", "good.example.com")
+        )
+        now = utcnow()
+        clean = ReportRow(
+            "virustotal", "found", "harmless", ratio=0.0, total=86, stats={"malicious": 0}
+        )
+        bad = ReportRow("virustotal", "found", "malicious", ratio=0.2, total=86,
+                        stats={"malicious": 17})  # fmt: skip
+        record_answer(c, evil, clean, timedelta(days=1), now)
+        recorded = record_answer(c, good, bad, timedelta(days=1), now)
+        record_context(
+            c, good, recorded.report_id, ThreatContext(threat_categories=["phishing"]), now
+        )
+        laptop = c.execute(text("SELECT id FROM clients WHERE ip = '192.168.1.10'")).scalar()
+        add_sightings(c, {(good, laptop, "pihole", hour_bucket(now)): (1, 0, now)})
+    by_type = {}
+    for _time, kind, value in _run(fixture_db, "vectors_by_type"):
+        by_type[kind] = by_type.get(kind, 0) + int(value)
+    # evil still counts in its two hours of yesterday; good only in the hour it was bad.
+    assert by_type == {"domain": 4, "ip": 1, "file": 1}
+    labels = dict(_run(fixture_db, "vectors_by_label"))
+    assert labels == {"command-and-control": 2, "malware": 1, "pua": 1, "phishing": 1}
 
 
 def test_correlation(fixture_db):

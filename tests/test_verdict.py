@@ -120,3 +120,16 @@ def test_trusted_vendors_need_their_minimum():
 def test_ratio_ignores_engines_without_an_opinion():
     assert detection_ratio(stats(3, 1, 6, 0, timeout=50)) == (0.3, 10)
     assert detection_ratio({"malicious": 0, "timeout": 3}) == (None, 0)
+
+
+def test_a_young_domain_is_never_held_back_as_popular_and_says_why():
+    stats_ = {"malicious": 9, "suspicious": 0, "harmless": 60, "undetected": 20}
+    engines = [f"e{n}" for n in range(9)]
+    policy = Policy()
+    assert decide(stats_, engines, policy, popularity_rank=5).level == Level.SUSPICIOUS
+    assert decide(stats_, engines, policy, popularity_rank=5, young=True).level == Level.MALICIOUS
+    off = Policy(young_suspicious=False)
+    assert decide(stats_, engines, off, popularity_rank=5, young=True).level == Level.SUSPICIOUS
+    one = {"malicious": 1, "suspicious": 0, "harmless": 60, "undetected": 20}
+    flagged = decide(one, ["e1"], policy, young=True)
+    assert flagged.level == Level.SUSPICIOUS and "young domain" in flagged.reason

@@ -234,3 +234,85 @@ def test_emulator_rejects_unknown_faults():
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "unknown fault 'explode'" in result.stderr
+
+
+def test_a_reanalysis_goes_queued_in_progress_completed_and_can_change_the_verdict(vt_emulator):
+    emulator = vt_emulator.emulator
+    emulator.configure({"analysis": {"polls_to_complete": 3}})
+
+    async def flow():
+        async with vt.Client(DEFAULT_KEY, host=vt_emulator.url) as client:
+            before = await client.get_json_async("/domains/one-engine-fp.example.com")
+            response = await client.post_async("/domains/one-engine-fp.example.com/analyse")
+            created = await response.json_async()
+            polls = [
+                await client.get_json_async(f"/analyses/{created['data']['id']}") for _ in range(3)
+            ]
+            after = await client.get_json_async("/domains/one-engine-fp.example.com")
+            return before, created, polls, after
+
+    before, created, polls, after = _run(flow())
+    assert created["data"]["type"] == "analysis"
+    statuses = [p["data"]["attributes"]["status"] for p in polls]
+    assert statuses == ["queued", "in-progress", "completed"]
+    assert polls[0]["data"]["attributes"]["stats"] == {}
+    assert polls[2]["data"]["attributes"]["stats"]["malicious"] == 0
+    old = before["data"]["attributes"]
+    new = after["data"]["attributes"]
+    assert old["last_analysis_stats"]["malicious"] == 1  # the seed's lone false positive
+    assert new["last_analysis_stats"]["malicious"] == 0
+    assert new["last_analysis_date"] > old["last_analysis_date"] + 300 * 86400
+
+
+def test_a_file_analysis_carries_file_info(vt_emulator):
+    sha256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+
+    async def flow():
+        async with vt.Client(DEFAULT_KEY, host=vt_emulator.url) as client:
+            response = await client.post_async(f"/files/{sha256}/analyse")
+            analysis_id = (await response.json_async())["data"]["id"]
+            return await client.get_json_async(f"/analyses/{analysis_id}")
+
+    doc = _run(flow())
+    assert doc["meta"]["file_info"]["sha256"] == sha256
+    assert len(doc["meta"]["file_info"]["md5"]) == 32
+
+
+def test_analysing_an_unknown_object_is_the_real_not_found_error(vt_emulator):
+    async def flow():
+        async with vt.Client(DEFAULT_KEY, host=vt_emulator.url) as client:
+            response = await client.post_async("/domains/brand-new-domain.example.com/analyse")
+            return response.status, await client.get_error_async(response)
+
+    status, error = _run(flow())
+    assert status == 404 and error.code == "NotFoundError"
+
+
+def test_relationships_page_with_meta_cursor_and_links_next(vt_emulator):
+    addresses = [f"198.51.100.{n}" for n in range(1, 26)]
+    vt_emulator.emulator.configure(
+        {"seeds": [{"type": "domain", "value": "many.example.net", "harmless": 60,
+                    "undetected": 20, "related": {"resolutions": addresses}}]}
+    )  # fmt: skip
+
+    async def flow():
+        async with vt.Client(DEFAULT_KEY, host=vt_emulator.url) as client:
+            first = await client.get_json_async(
+                "/domains/many.example.net/resolutions", params={"limit": 10}
+            )
+            walked = [
+                obj.ip_address
+                async for obj in client.iterator(
+                    "/domains/many.example.net/resolutions", batch_size=10
+                )
+            ]
+            return first, walked
+
+    first, walked = _run(flow())
+    assert first["meta"]["count"] == 25 and first["meta"]["cursor"]
+    assert "cursor=" in first["links"]["next"]
+    assert first["data"][0]["type"] == "resolution"
+    assert first["data"][0]["attributes"]["host_name"] == "many.example.net"
+    assert walked == addresses  # vt-py follows meta.cursor to the end
+    pages = [c for c in vt_emulator.emulator.calls() if c.path.endswith("/resolutions")]
+    assert len(pages) == 1 + 3

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -98,6 +99,19 @@ class VirusTotalSettings(_Section):
     # Only for running against the emulator with a shortened "minute".
     minute_seconds: PositiveFloat = 60.0
     safety_seconds: NonNegativeFloat = 1.0
+    # Fresh analyses (README, "Fresh analyses"): a report whose analysis is older
+    # than this, of an IoC the network still contacts, is re-analysed.
+    max_analysis_age_days: PositiveFloat = 30.0
+    # Re-analyses and URL submissions per UTC day (each costs a POST and its polls).
+    reanalyses_per_day: NonNegativeInt = 50
+    # Off: a submitted URL is visible to VirusTotal's users and may carry tokens.
+    submit_unknown_urls: bool = False
+    submit_urls_with_query: bool = False
+    # Seconds before the first poll of an analysis; each further poll waits twice as long.
+    poll_seconds: PositiveFloat = 60.0
+    max_polls: PositiveInt = 6
+    # Relationship requests (resolutions, contacted hosts) per UTC day; 0 turns them off.
+    relationship_requests_per_day: NonNegativeInt = 20
 
 
 class CacheSettings(_Section):
@@ -121,6 +135,10 @@ class VerdictSettings(_Section):
     # Malicious on a domain ranked this popular (or on a top-sites file) -> suspicious.
     popular_rank: int = Field(default=1000, ge=0)
     top_sites_files: list[Path] = Field(default_factory=list)
+    # A domain registered fewer days ago than this is "young", shown so everywhere.
+    young_domain_days: NonNegativeInt = 30
+    # A young domain with one engine flag or more is suspicious, never harmless.
+    young_domain_suspicious: bool = True
 
 
 class PrivacySettings(_Section):

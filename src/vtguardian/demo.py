@@ -25,6 +25,7 @@ from sqlalchemy import Engine, text
 
 from vtguardian.actions.pihole import sync_gravity
 from vtguardian.config import FollowedSource, Settings, settings_from_values
+from vtguardian.demo_intel import DemoIntel, gather
 from vtguardian.ingest.run import ingest
 from vtguardian.ingest.totals import Totals
 from vtguardian.intel.lookup import LookupService, WorkerReport
@@ -58,6 +59,7 @@ MALICIOUS = {
     "phish-login.example.org": "192.168.1.11",
 }
 SUSPICIOUS = ["one-engine-fp.example.com", "grayware.example.com"]
+# The C2 domain answers with the address Suricata saw it beacon to (a relationship).
 DAYS = 7
 EICAR_SHA256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
@@ -102,6 +104,8 @@ class DemoResult:
     #: what `block firewall --check` would block: address -> why
     firewall_would_block: dict[str, str] = field(default_factory=dict)
     dns_bypass_alerts: int = 0
+    # Re-analyses, submissions, threat context and relationships (demo_intel.py).
+    intel: DemoIntel | None = None
 
 
 def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, Path]:
@@ -200,6 +204,16 @@ def write_household(folder: Path, now: datetime, seed: int = 7) -> tuple[Path, P
         )
     )
     events += bypass_events(now)
+    # A download from a URL VirusTotal has never seen: submitted (the demo allows it).
+    events.append(
+        _eve(
+            beacon,
+            "http",
+            "192.168.1.16",
+            "203.0.113.201",
+            http={"hostname": "dl.example-files.net", "url": "/setup.exe", "http_method": "GET"},
+        )
+    )
     eve = folder / "eve.json"
     eve.write_bytes(b"".join(events))
     return pihole, eve
@@ -241,6 +255,8 @@ def run_demo(
             jobs=[demo_job(eve, folder / "alerts-enriched.ndjson")],
         )
         jobs = _start_demo_job(settings, engine, classifier)
+        if emulator is not None:  # analyses answer "queued" once, then "completed"
+            emulator.configure({"analysis": {"polls_to_complete": 2}})
         report = asyncio.run(
             LookupService(settings, engine, classifier).run_worker(once=True, on_progress=on_lookup)
         )
@@ -269,6 +285,11 @@ def run_demo(
         job=job,
         firewall_would_block=firewall,
         dns_bypass_alerts=bypass_alerts,
+        intel=gather(
+            engine,
+            settings.virustotal.max_analysis_age_days,
+            settings.verdict.young_domain_days,
+        ),
     )
     engine.dispose()
     return result
@@ -290,6 +311,9 @@ def _virustotal(real_key: str | None) -> Iterator[tuple[dict, VirusTotalEmulator
                 "per_minute": 10_000,
                 "per_day": 100_000,
                 "per_month": 1_000_000,
+                # The emulator's URLs are invented: submitting one shows how it works.
+                "submit_unknown_urls": True,
+                "poll_seconds": 0.2,
             },
             emulator,
         )

@@ -42,6 +42,9 @@ class Policy:
     # VirusTotal popularity ranks at or under this are "very popular"; 0 turns it off.
     popular_rank: int = 1000
     popular_domains: frozenset[str] = frozenset()
+    # A young domain (README, "Young domains") with one engine flag or more is never
+    # harmless, and a malicious one is never held back as popular.
+    young_suspicious: bool = True
 
     @classmethod
     def from_settings(cls, settings: object) -> Policy:
@@ -53,6 +56,7 @@ class Policy:
             trusted_min=verdict.trusted_min,
             popular_rank=verdict.popular_rank,
             popular_domains=read_top_sites(verdict.top_sites_files),
+            young_suspicious=verdict.young_domain_suspicious,
         )
 
 
@@ -87,8 +91,10 @@ def decide(
     policy: Policy,
     popularity_rank: int | None = None,
     domain: str | None = None,
+    young: bool = False,
 ) -> Verdict:
-    """The level for one provider answer; ``stats`` None means "no record"."""
+    """The level for one provider answer; ``stats`` None means "no record"; ``young``:
+    the domain was registered less than ``verdict.young_domain_days`` ago."""
     flagged = sorted(engines)
     if stats is None:
         return Verdict(Level.UNKNOWN, reason="no record")
@@ -107,16 +113,19 @@ def decide(
     elif policy.trusted_vendors and len(trusted) >= policy.trusted_min:
         reason = f"trusted vendors: {', '.join(trusted)}"
     elif malicious or suspicious:
+        note = "; young domain" if young and policy.young_suspicious else ""
         return Verdict(
             Level.SUSPICIOUS,
             score=score,
             engines=flagged,
             **counts,
-            reason=f"{malicious} malicious, {suspicious} suspicious: below the bar",
+            reason=f"{malicious} malicious, {suspicious} suspicious: below the bar{note}",
         )
     else:
         return Verdict(Level.HARMLESS, score=score, engines=flagged, **counts, reason="clean")
     popular = _popular(policy, popularity_rank, domain)
+    if popular and young and policy.young_suspicious:
+        popular = None  # popular and registered last month: a rank bought, not earned
     if popular:
         return Verdict(
             Level.SUSPICIOUS,

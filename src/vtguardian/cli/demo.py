@@ -90,6 +90,10 @@ def demo(
     out.print(table)
     if len(result.findings) > len(listed):
         out.print(f"... and {len(result.findings) - len(listed)} more in the database.")
+    if result.intel is not None:
+        from vtguardian.cli.demo_intel import print_intel
+
+        print_intel(result.intel)
     out.print(
         f"Pi-hole (dry run on the demo {result.gravity.name}): would block "
         + (shown(", ".join(result.would_block)) or "nothing")

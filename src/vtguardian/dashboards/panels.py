@@ -99,8 +99,35 @@ def seen_in_range(ioc_id: str) -> str:
     )
 
 
-def panels(daily_budget: int = 500) -> list[Panel]:
-    """The dashboard, row by row (``daily_budget`` scales the quota gauge)."""
+# The verdict an IoC had at a sighting (README, "Attack vectors"): the latest change
+# up to the hour's last sighting, or, before its first verdict, that first verdict
+# (the first answer describes it as it was then). History ids grow with time.
+FLAGGED_EVER = (
+    "s.ioc_id IN (SELECT fh.ioc_id FROM verdict_history fh "
+    "WHERE fh.new_verdict IN ('malicious', 'suspicious'))"
+)
+VERDICT_THEN = (
+    "h.id = COALESCE((SELECT MAX(x.id) FROM verdict_history x WHERE x.ioc_id = s.ioc_id "
+    "AND x.changed_at <= s.last_seen), "
+    "(SELECT MIN(y.id) FROM verdict_history y WHERE y.ioc_id = s.ioc_id))"
+)
+FLAGGED_JOIN = "JOIN verdict_history h ON h.ioc_id = s.ioc_id"
+FLAGGED_WHERE = (
+    f"{FLAGGED_EVER} AND {VERDICT_THEN} AND h.new_verdict IN ('malicious', 'suspicious')"
+)
+FLAGGED_THEN = f"{FLAGGED_JOIN} WHERE {FLAGGED_WHERE}"
+THREAT_JOIN = "JOIN report_threats t ON t.report_id = h.report_id AND t.kind = 'category'"
+# The latest re-analysis or submission of the IoC, if any.
+LAST_REQUEST = (
+    "(SELECT ar.status FROM analysis_requests ar WHERE ar.ioc_id = v.ioc_id "
+    "AND ar.kind IN ('reanalyse', 'submit') ORDER BY ar.id DESC LIMIT 1)"
+)
+
+
+def panels(daily_budget: int = 500, max_analysis_age_days: float = 30.0) -> list[Panel]:
+    """The dashboard, row by row (``daily_budget`` scales the quota gauge;
+    ``max_analysis_age_days`` is where an analysis becomes stale)."""
+    max_age = max(1, round(max_analysis_age_days))
     return [
         Panel(
             "iocs_observed",
@@ -226,12 +253,14 @@ def panels(daily_budget: int = 500) -> list[Panel]:
         Panel(
             "requests_by_outcome",
             "VirusTotal requests by outcome",
-            "Found, not found (404, still counted), errors and quota refusals; cache hits beside.",
+            "Found, not found (404, still counted), errors and quota refusals; re-analyses, "
+            "URL submissions, their polls and relationship requests; cache hits beside.",
             "timeseries",
             "SELECT $__timeGroupAlias(hour, $__interval), outcome AS metric, "
             "SUM(count) AS value FROM lookup_stats WHERE $__timeFilter(hour) "
             "AND ((provider = 'virustotal' AND outcome IN ('found', 'not_found', 'error', "
-            "'quota')) OR outcome = 'cache_hit') GROUP BY 1, 2 ORDER BY 1",
+            "'quota', 'reanalysis', 'submission', 'poll', 'relationship')) "
+            "OR outcome = 'cache_hit') GROUP BY 1, 2 ORDER BY 1",
             "Scan statistics",
             format="time_series",
             width=16,
@@ -254,16 +283,23 @@ def panels(daily_budget: int = 500) -> list[Panel]:
         Panel(
             "last_analysis",
             "Time since last analysis",
-            "Hours since VirusTotal analysed each indicator, and since we fetched it; "
-            "'stale' answers are due for a re-check.",
+            "Hours since VirusTotal analysed each indicator, and since we fetched it. Status: "
+            f"VirusTotal's analysis, 'stale' beyond {max_age} days, 're-analysis requested' "
+            "while one runs, 're-analysed' once done; cache: whether our copy still answers.",
             "table",
             "SELECT i.value AS ioc, i.type AS type, v.verdict AS verdict, "
             "v.analysis_date AS last_analysis, "
             "{hours_since(v.analysis_date)} AS hours_since_analysis, "
             "v.checked_at AS fetched, "
             "{hours_since(v.checked_at)} AS hours_since_fetch, "
-            "CASE WHEN v.expires_at IS NULL OR v.expires_at < {now} THEN 'stale' "
-            "ELSE 'fresh' END AS status "
+            f"CASE WHEN {LAST_REQUEST} IN ('wanted', 'requested', 'completed') "
+            "THEN 're-analysis requested' "
+            "WHEN v.analysis_date IS NULL THEN 'no analysis' "
+            f"WHEN v.analysis_date < {{days_ago({max_age})}} THEN 'stale' "
+            f"WHEN {LAST_REQUEST} = 'done' THEN 're-analysed' "
+            "ELSE 'fresh' END AS status, "
+            "CASE WHEN v.expires_at IS NULL OR v.expires_at < {now} THEN 'expired' "
+            "ELSE 'fresh' END AS cache "
             f"FROM verdicts v JOIN iocs i ON i.id = v.ioc_id WHERE {TYPES} "
             "AND $__timeFilter(i.last_seen) ORDER BY hours_since_analysis DESC LIMIT 500",
             "Last analysis status",
@@ -273,12 +309,12 @@ def panels(daily_budget: int = 500) -> list[Panel]:
         Panel(
             "vectors_by_type",
             "Malicious and suspicious IoCs by type",
-            "Distinct flagged indicators contacted per interval: domains, IPs (C2), URLs, files.",
+            "Distinct flagged indicators contacted per interval: domains, IPs (C2), URLs, files, "
+            "each with the verdict it had then (a verdict changed today leaves last week alone).",
             "timeseries",
             "SELECT $__timeGroupAlias(s.hour, $__interval), i.type AS metric, "
             "COUNT(DISTINCT s.ioc_id) AS value FROM sightings s JOIN iocs i ON i.id = s.ioc_id "
-            "JOIN verdicts v ON v.ioc_id = s.ioc_id WHERE $__timeFilter(s.hour) "
-            f"AND v.verdict IN ('malicious', 'suspicious') AND {TYPES} GROUP BY 1, 2 ORDER BY 1",
+            f"{FLAGGED_THEN} AND $__timeFilter(s.hour) AND {TYPES} GROUP BY 1, 2 ORDER BY 1",
             "Attack vectors",
             format="time_series",
             width=12,
@@ -288,13 +324,47 @@ def panels(daily_budget: int = 500) -> list[Panel]:
         Panel(
             "vectors_by_label",
             "Threat categories",
-            "Labels (VirusTotal categories, tags, threat names) of the flagged indicators.",
+            "Flagged indicators contacted in the time range by threat category (phishing, "
+            "malware, command-and-control ...), as their report said when they were flagged. "
+            "Vendors' site categories (news, shopping) are never threats.",
             "barchart",
-            "SELECT {json_value(j)} AS label, COUNT(DISTINCT v.ioc_id) AS iocs FROM verdicts v "
-            "JOIN iocs i ON i.id = v.ioc_id JOIN reports r ON r.id = v.report_id, "
-            "{json_each(r.labels, j)} "
-            f"WHERE v.verdict IN ('malicious', 'suspicious') AND {TYPES} "
-            "AND $__timeFilter(i.last_seen) GROUP BY 1 ORDER BY iocs DESC, label LIMIT 15",
+            "SELECT t.name AS label, COUNT(DISTINCT s.ioc_id) AS iocs FROM sightings s "
+            f"JOIN iocs i ON i.id = s.ioc_id {FLAGGED_JOIN} {THREAT_JOIN} "
+            f"WHERE {FLAGGED_WHERE} AND $__timeFilter(s.hour) AND {TYPES} "
+            "GROUP BY t.name ORDER BY iocs DESC, label LIMIT 15",
+            "Attack vectors",
+            width=12,
+            height=8,
+        ),
+        Panel(
+            "vectors_by_category",
+            "Flagged IoCs by threat category",
+            "Distinct flagged indicators contacted per interval, by threat category, each "
+            "with the verdict and report it had then.",
+            "timeseries",
+            "SELECT $__timeGroupAlias(s.hour, $__interval), t.name AS metric, "
+            "COUNT(DISTINCT s.ioc_id) AS value FROM sightings s "
+            f"JOIN iocs i ON i.id = s.ioc_id {FLAGGED_JOIN} {THREAT_JOIN} "
+            f"WHERE {FLAGGED_WHERE} AND $__timeFilter(s.hour) AND {TYPES} "
+            "GROUP BY 1, 2 ORDER BY 1",
+            "Attack vectors",
+            format="time_series",
+            width=12,
+            height=8,
+            extra={"stacking": "normal"},
+        ),
+        Panel(
+            "threat_families",
+            "Malware families and threat labels",
+            "Families (VirusTotal's popular threat names, sandbox verdicts) and suggested "
+            "threat labels of the indicators contacted in the time range.",
+            "table",
+            "SELECT t.kind AS kind, t.name AS name, COUNT(DISTINCT t.ioc_id) AS iocs, "
+            "MAX(i.last_seen) AS last_seen FROM verdicts v "
+            "JOIN report_threats t ON t.report_id = v.report_id "
+            "JOIN iocs i ON i.id = v.ioc_id WHERE t.kind IN ('family', 'label') "
+            f"AND $__timeFilter(i.last_seen) AND {TYPES} "
+            "GROUP BY t.kind, t.name ORDER BY iocs DESC, name LIMIT 50",
             "Attack vectors",
             width=12,
             height=8,

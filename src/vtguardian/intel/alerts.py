@@ -17,6 +17,7 @@ import aiohttp
 from sqlalchemy import Connection, Engine, or_, select, update
 
 from vtguardian.clock import iso_z, utcnow
+from vtguardian.intel.alert_context import alert_context
 from vtguardian.retry import backoff_seconds
 from vtguardian.store.contacts import Contact, client_contacts
 from vtguardian.store.engine import run_in_transaction
@@ -168,7 +169,8 @@ async def deliver_pending(
         return result
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         for row in due:
-            error = await _post(session, webhook_url, alert_payload(row))
+            payload = {**alert_payload(row), **alert_context(engine, row.ioc_id)}
+            error = await _post(session, webhook_url, payload)
             values: dict[str, Any]
             if error is None:
                 result.delivered += 1

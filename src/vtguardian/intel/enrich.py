@@ -26,11 +26,13 @@ from vtguardian.clock import iso_z, utcnow
 from vtguardian.events import lookup
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import VIRUSTOTAL, Flow
+from vtguardian.intel.threat_context import YOUNG_DAYS, ecs_indicator, shown_context
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.store import queue
 from vtguardian.store.answers import CachedVerdict, cached_verdicts, count_outcome
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import ensure_iocs, find_ioc_ids
+from vtguardian.store.threats import contexts
 from vtguardian.verdict import Level
 
 DEFAULT_FIELDS = (
@@ -258,13 +260,14 @@ class Enricher:
         with self.engine.connect() as connection:
             ids = find_ioc_ids(connection, iocs)
             cached = cached_verdicts(connection, ids.values(), now)
+            context = contexts(connection, cached)
         unresolved = []
         hits = []
         for ioc in iocs:
             ioc_id = ids.get(ioc, -1)
             answer = cached.get(ioc_id)
             if answer is not None:
-                self._known[ioc] = _template(ioc, answer)
+                self._known[ioc] = _with_context(_template(ioc, answer), context.get(ioc_id))
                 hits.append(ioc_id)
                 continue
             local = self.flow.ask_local(IocType(ioc[0]), ioc[1]) if self.flow else None
@@ -297,6 +300,17 @@ class Enricher:
 
             if fresh:
                 run_in_transaction(self.engine, work)
+
+
+def _with_context(entry: dict[str, Any], context: dict[str, Any] | None) -> dict[str, Any]:
+    """The threat context in ECS ``indicator`` fields (AS, country, description) and, in
+    full, under ``vtguardian.threat``."""
+    if context:
+        entry["indicator"].update(ecs_indicator(context))
+        shown = shown_context(context, utcnow(), YOUNG_DAYS)
+        if shown:
+            entry["vtguardian"]["threat"] = shown
+    return entry
 
 
 def _template(ioc: tuple[str, str], answer: CachedVerdict) -> dict[str, Any]:

@@ -24,8 +24,10 @@ from vtguardian import wake
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.config import Settings
 from vtguardian.intel.alerts import ALERT_LEVELS, create_alert, deliver_pending
+from vtguardian.intel.analyses import STEPS, background_step, schedule_after_answer
 from vtguardian.intel.cache_use import CacheUse
 from vtguardian.intel.flow import VIRUSTOTAL, Flow, FlowOutcome, host_of
+from vtguardian.intel.threat_context import context_of, shown_context, young_domain
 from vtguardian.intel.virustotal import (
     KeyRejected,
     QuotaRefused,
@@ -49,6 +51,7 @@ from vtguardian.store.answers import (
 )
 from vtguardian.store.engine import is_disconnect, run_in_transaction, wait_for_database
 from vtguardian.store.entities import find_ioc_ids, find_or_create_iocs
+from vtguardian.store.threats import contexts, record_context
 from vtguardian.verdict import Level, Policy, decide
 
 PROVIDER = VIRUSTOTAL
@@ -82,6 +85,8 @@ class LookupResult:
     source: str | None = None
     engines: list[str] = field(default_factory=list)
     error: str | None = None
+    # Threat context (README, "Threat context"): categories, family, domain age, ASN ...
+    context: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         data = dict(self.__dict__)
@@ -153,6 +158,7 @@ class LookupService:
             self.policy,
             popularity_rank=answer.popularity_rank,
             domain=host_of(kind, value),
+            young=young_domain(answer.raw, self.settings.verdict.young_domain_days),
         )
         return ReportRow(
             provider=PROVIDER,
@@ -175,12 +181,15 @@ class LookupService:
         """The decision, the flow's other answers and the queue removal, atomically."""
         now = utcnow()
         woken: list[wake.Signal] = []
+        context = context_of(report)
 
         def work(connection: Connection) -> None:
             woken.clear()
             recorded = record_answer(
                 connection, ioc_id, report, self.ttl(report.verdict), now, also
             )
+            if context is not None:
+                record_context(connection, ioc_id, recorded.report_id, context, now)
             flipped = recorded.history_id is not None
             if (
                 flipped
@@ -323,6 +332,8 @@ class LookupService:
             await pause(min(idle_seconds, ready_in or idle_seconds) or 0.05, idle=True)
             return "idle"
         item = claims[0]
+        if item.reason in STEPS:  # a step of a re-analysis, submission or relationship fetch
+            return await background_step(self, client, item, report)
         before = await self._before_virustotal(item.ioc_id, item.kind, item.value)
         if before is None:
             report.decided_locally += 1
@@ -373,6 +384,7 @@ class LookupService:
         vt_report = self.report_for(answer, item.kind, item.value)
         decider, others = await self._after_virustotal(before, vt_report, item.kind, item.value)
         self._store(item.ioc_id, decider, others)
+        schedule_after_answer(self, item.ioc_id, item.kind, item.value, vt_report)
         self.quota.clear_pause()
 
     # --- direct lookups (the CLI) ------------------------------------------------
@@ -421,7 +433,19 @@ class LookupService:
                 uses = CacheUse(self.engine, PROVIDER, background=False)
                 uses.note(hits)
                 uses.flush()
+        self._add_context(results, ids)
         return results
+
+    def _add_context(self, results: list[LookupResult], ids: dict[tuple[str, str], int]) -> None:
+        """Each answered result's threat context, read once for the call."""
+        with self.engine.connect() as connection:
+            stored = contexts(connection, ids.values())
+        now = utcnow()
+        young_days = self.settings.verdict.young_domain_days
+        for result in results:
+            ioc_id = ids.get((result.type or "", result.value or ""))
+            if ioc_id is not None:
+                result.context = shown_context(stored.get(ioc_id), now, young_days)
 
     def _result_from_cache(
         self, item: Classified, cached: CachedVerdict, source: str

@@ -192,6 +192,11 @@ class VirusTotalClient:
             await self._client.close_async()
             self._client = None
 
+    def session(self) -> vt.Client:
+        """The open vt-py client, for the calls of this module beyond :meth:`fetch`."""
+        assert self._client is not None, "use 'async with VirusTotalClient(...)'"
+        return self._client
+
     async def fetch(self, kind: IocType, value: str) -> VtAnswer:
         """One request; raises one of this module's exceptions for anything but an answer."""
         assert self._client is not None, "use 'async with VirusTotalClient(...)'"
@@ -228,3 +233,131 @@ def _safe(text: str, limit: int = 160) -> str:
     """Short, single-line error text for rows and logs."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- analyses and relationships (README, "Fresh analyses") ----------------------------
+
+
+@dataclass(frozen=True)
+class AnalysisState:
+    """``GET /analyses/{id}``: ``queued``, ``in-progress`` or ``completed``
+    (https://docs.virustotal.com/reference/analyses-object)."""
+
+    status: str
+    date: datetime | None = None
+    stats: dict[str, int] | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+#: What each relationship lists (https://docs.virustotal.com/reference/domains-relationships).
+RELATIONSHIPS: dict[IocType, tuple[str, ...]] = {
+    IocType.DOMAIN: ("resolutions",),
+    IocType.IP: ("resolutions",),
+    IocType.URL: ("last_serving_ip_address",),
+    IocType.FILE: ("contacted_domains", "contacted_ips"),
+}
+_RELATED_KINDS = {"domain": IocType.DOMAIN, "ip_address": IocType.IP}
+
+
+async def _answer(client: VirusTotalClient, request: Any) -> Any:
+    """Await one vt-py call, mapping its failures as :meth:`VirusTotalClient.fetch` does;
+    a 404 here is :class:`Unanswerable` (nothing to analyse or relate)."""
+    try:
+        return await asyncio.wait_for(request, timeout=client._timeout + 5)
+    except vt.APIError as exc:
+        if str(exc.code) == "NotFoundError":
+            raise Unanswerable("NotFoundError: VirusTotal has no such object") from None
+        client._api_error(exc)
+    except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError, ValueError) as exc:
+        raise TryLater(f"{type(exc).__name__}: {_safe(str(exc))}") from None
+    raise TryLater("no answer")  # pragma: no cover - _api_error always raises here
+
+
+async def request_analysis(client: VirusTotalClient, kind: IocType, value: str) -> str:
+    """``POST /{collection}/{id}/analyse``; the new analysis's id."""
+    session = client.session()
+    try:
+        path = api_path(kind, value) + "/analyse"
+    except ValueError as exc:
+        raise Unanswerable(str(exc)) from None
+
+    async def post() -> Any:
+        response = await session.post_async(path)
+        error = await session.get_error_async(response)
+        if error is not None:
+            raise error
+        return await response.json_async()
+
+    return _analysis_id(await _answer(client, post()))
+
+
+async def submit_url(client: VirusTotalClient, url: str) -> str:
+    """``POST /urls`` through vt-py's ``scan_url_async``; the analysis's id."""
+    analysis = await _answer(client, client.session().scan_url_async(url))
+    identifier = getattr(analysis, "id", None)
+    if not isinstance(identifier, str) or not identifier:
+        raise TryLater("VirusTotal answered with an unexpected shape")
+    return identifier
+
+
+async def get_analysis(client: VirusTotalClient, analysis_id: str) -> AnalysisState:
+    """``GET /analyses/{id}`` (the id percent-encoded as one path segment)."""
+    if not analysis_id.strip("."):
+        raise Unanswerable(f"not an analysis id: {analysis_id!r}")
+    path = "/analyses/" + quote(analysis_id, safe="")
+    document = await _answer(client, client.session().get_json_async(path))
+    try:
+        attributes = document["data"]["attributes"]
+        status = str(attributes["status"])
+        stats = attributes.get("stats") or {}
+        return AnalysisState(
+            status=status,
+            date=_unix_date(attributes.get("date")),
+            stats={str(k): int(v) for k, v in stats.items()},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise TryLater("VirusTotal answered with an unexpected shape") from None
+
+
+async def related(
+    client: VirusTotalClient, kind: IocType, value: str, relationship: str, limit: int = 10
+) -> list[tuple[IocType, str]]:
+    """One page (one request) of a relationship: the related domains and addresses.
+
+    A resolution names both sides; the side that is not ``value`` is the related one.
+    """
+    try:
+        path = f"{api_path(kind, value)}/{quote(relationship, safe='')}"
+    except ValueError as exc:
+        raise Unanswerable(str(exc)) from None
+    params = {"limit": str(int(limit))}
+    document = await _answer(client, client.session().get_json_async(path, params=params))
+    found: list[tuple[IocType, str]] = []
+    try:
+        items = document["data"]
+        items = items if isinstance(items, list) else [items] if items else []
+        for item in items:
+            if item.get("type") == "resolution":
+                attributes = item.get("attributes") or {}
+                if kind is IocType.DOMAIN:
+                    found.append((IocType.IP, str(attributes["ip_address"])))
+                else:
+                    found.append((IocType.DOMAIN, str(attributes["host_name"])))
+            elif item.get("type") in _RELATED_KINDS:
+                found.append((_RELATED_KINDS[item["type"]], str(item["id"])))
+    except (KeyError, TypeError, AttributeError):
+        raise TryLater("VirusTotal answered with an unexpected shape") from None
+    return found
+
+
+def _analysis_id(document: Any) -> str:
+    try:
+        identifier = document["data"]["id"]
+    except (KeyError, TypeError):
+        raise TryLater("VirusTotal answered with an unexpected shape") from None
+    if not isinstance(identifier, str) or not identifier:
+        raise TryLater("VirusTotal answered with an unexpected shape")
+    return identifier

@@ -223,6 +223,8 @@ def record_cache_hits(
 #: Why an IoC was queued, when whoever queued it counted its cache miss right then: a
 #: lookup through the API, an enrichment, a command-line lookup handed on to the worker.
 MISS_COUNTED_WHEN_QUEUED = frozenset({"api", "enrich", "cli"})
+#: Steps of a re-analysis, a submission or a relationship fetch: no cache was missed.
+NOT_A_CACHE_MISS = frozenset({"reanalyse", "submit", "poll", "refetch", "relate"})
 
 
 def count_claimed_miss(
@@ -250,7 +252,7 @@ def count_claimed_miss(
             lookup_queue.c.ioc_id == ioc_id, lookup_queue.c.claimed_by == worker
         )
     ).scalar()
-    if reason is not None and reason not in MISS_COUNTED_WHEN_QUEUED:
+    if reason is not None and reason not in MISS_COUNTED_WHEN_QUEUED | NOT_A_CACHE_MISS:
         count_outcome(connection, provider, "cache_miss", now)
 
 

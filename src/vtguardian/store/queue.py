@@ -45,6 +45,8 @@ class Claim:
     value: str
     tier: int
     attempts: int
+    # Why it was queued: a lookup, or a step of a re-analysis (intel/analyses.py).
+    reason: str = "new"
 
 
 def answer_expiry(connection: Connection, ioc_ids: Iterable[int]) -> dict[int, datetime]:
@@ -146,12 +148,13 @@ def claim_in(
             iocs.c.value,
             lookup_queue.c.tier,
             lookup_queue.c.attempts,
+            lookup_queue.c.reason,
         )
         .join(iocs, iocs.c.id == lookup_queue.c.ioc_id)
         .where(lookup_queue.c.ioc_id.in_(ids))
     ).all()
     order = {ioc_id: n for n, ioc_id in enumerate(ids)}
-    claims = [Claim(r.ioc_id, IocType(r.type), r.value, r.tier, r.attempts) for r in rows]
+    claims = [Claim(r.ioc_id, IocType(r.type), r.value, r.tier, r.attempts, r.reason) for r in rows]
     return sorted(claims, key=lambda c: order[c.ioc_id])
 
 

@@ -413,7 +413,81 @@ dns_bypasses = Table(
     Index(None, "last_seen"),
 )
 
-# The url_scans compatibility view is created by the migrations (0001_initial_schema).
+# Threat context (README, "Threat context"): what a report says beyond engine counts,
+# in columns, for the IoC's current report. Values come from VirusTotal and are
+# someone else's text: shown as text, never as markup.
+threat_context = Table(
+    "threat_context",
+    metadata,
+    Column("ioc_id", Id, _fk("iocs"), primary_key=True, autoincrement=False),
+    Column("report_id", Id),
+    Column("threat_label", String(255)),
+    # Vendors' categories mapped to the threat vocabulary (phishing, malware ...).
+    Column("threat_categories", JSON),
+    # Vendors' categories that are not threats (news, shopping): never shown as one.
+    Column("site_categories", JSON),
+    Column("result_labels", JSON),
+    Column("families", JSON),
+    Column("rules", JSON),
+    Column("sandboxes", JSON),
+    Column("tags", JSON),
+    Column("creation_date", Timestamp),
+    Column("asn", BigInteger),
+    Column("as_owner", String(255)),
+    Column("country", String(8)),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# One row per threat category, family or threat label of a report: the attack-vector
+# panels count them with the report each IoC's verdict history points at.
+report_threats = Table(
+    "report_threats",
+    metadata,
+    Column("report_id", Id, _fk("reports"), nullable=False),
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    # category | family | label
+    Column("kind", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    PrimaryKeyConstraint("report_id", "kind", "name"),
+    Index(None, "ioc_id"),
+    Index(None, "kind", "name"),
+)
+
+# Re-analyses of stale reports and submissions of unknown URLs, and their polls.
+analysis_requests = Table(
+    "analysis_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    # reanalyse | submit
+    Column("kind", String(16), nullable=False),
+    # wanted | requested | completed | done | failed
+    Column("status", String(16), nullable=False),
+    Column("analysis_id", String(255)),
+    Column("old_analysis_date", Timestamp),
+    Column("old_verdict", String(16)),
+    Column("new_verdict", String(16)),
+    Column("polls", Integer, nullable=False, default=0),
+    Column("created_at", Timestamp, nullable=False),
+    Column("requested_at", Timestamp),
+    Column("completed_at", Timestamp),
+    Column("last_error", String(255)),
+    Index(None, "ioc_id", "created_at"),
+    Index(None, "created_at", "kind"),
+)
+
+# Relationships fetched for IoCs that turned malicious: a domain's resolutions, a
+# URL's serving address, a file's contacted domains and addresses.
+related_iocs = Table(
+    "related_iocs",
+    metadata,
+    Column("ioc_id", Id, _fk("iocs"), nullable=False),
+    Column("related_id", Id, _fk("iocs"), nullable=False),
+    Column("relation", String(32), nullable=False),
+    Column("found_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("ioc_id", "related_id", "relation"),
+    Index(None, "related_id"),
+)
 
 # --- jobs (alert triage, the Event Explorer) -------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,18 @@ class Profile:
     labels: list[str] = field(default_factory=list)
     popularity_rank: int | None = None
     reputation: int = 0
-    last_analysis_date: int = BASE_TIME
+    # None: analysed recently (within the last 20 days, stable per object), as
+    # VirusTotal re-analyses what people look at; ``analysed_days_ago`` makes it stale.
+    last_analysis_date: int | None = None
+    analysed_days_ago: float | None = None
+    # A file's malware family (popular_threat_classification, sandbox verdicts).
+    family: str | None = None
+    # A domain registered this many days before "now" (young domains); else years ago.
+    created_days_ago: int | None = None
+    # What a completed re-analysis (or a submission) finds: a seed's own fields.
+    reanalysed: dict[str, Any] | None = None
+    # Relationship name -> related values ("resolutions": ["185.220.101.66"]).
+    related: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_seed(cls, entry: dict[str, Any]) -> Profile:
@@ -107,7 +119,7 @@ def generated_profile(kind: str, value: str) -> Profile:
     rng = random.Random(hashlib.sha256(f"{kind}:{value}".encode()).digest())
     engines = len(FILE_ENGINES if kind == "file" else URL_ENGINES)
     roll = rng.random()
-    date = BASE_TIME - rng.randrange(0, 60 * 86400)
+    rng.randrange(0, 60 * 86400)  # once the analysis date: the draws after it stay as they were
     if roll < 0.05:
         return Profile(found=False)
     if roll < 0.055:
@@ -120,7 +132,6 @@ def generated_profile(kind: str, value: str) -> Profile:
             harmless=rest // 2,
             undetected=rest - rest // 2 - 2,
             labels=[label],
-            last_analysis_date=date,
             reputation=-rng.randrange(5, 80),
         )
     lone = 1 if roll < 0.09 else 0
@@ -132,7 +143,6 @@ def generated_profile(kind: str, value: str) -> Profile:
         undetected=engines - harmless - lone - 1,
         labels=[rng.choice(_BENIGN_CATEGORIES)],
         popularity_rank=rng.randrange(1, 1_000_000) if rng.random() < 0.3 else None,
-        last_analysis_date=date,
         reputation=rng.randrange(0, 20),
     )
 
@@ -152,7 +162,7 @@ def _engine_results(kind: str, profile: Profile, rng: random.Random) -> dict[str
     results = {}
     for name, category in zip(order, categories, strict=False):
         result = {
-            "malicious": rng.choice(_MALICIOUS_RESULTS),
+            "malicious": _result_word(profile, rng.choice(_MALICIOUS_RESULTS)),
             "suspicious": "suspicious",
             "harmless": "clean",
             "undetected": "unrated",
@@ -204,8 +214,9 @@ def build_object(
             "malicious": profile.malicious,
             "undetected": profile.undetected + profile.harmless,
         }
+    date = analysis_date(profile, f"{kind}:{object_id}")
     attributes: dict[str, Any] = {
-        "last_analysis_date": profile.last_analysis_date,
+        "last_analysis_date": date,
         "last_analysis_stats": stats,
         "last_analysis_results": _engine_results(kind, profile, rng),
         "reputation": profile.reputation,
@@ -214,8 +225,9 @@ def build_object(
             "malicious": rng.randrange(0, 5) if profile.malicious else 0,
         },
         "tags": list(profile.labels[:1]) if profile.malicious else [],
-        "last_modification_date": profile.last_analysis_date + 3600,
+        "last_modification_date": date + 3600,
     }
+    attributes.update(threat_attributes(kind, profile, rng))
     if kind in ("domain", "url"):
         attributes["categories"] = {
             "Forcepoint ThreatSeeker": profile.labels[0] if profile.labels else "uncategorized",
@@ -225,13 +237,17 @@ def build_object(
         attributes["last_dns_records"] = [
             {"type": "A", "ttl": 300, "value": f"198.51.100.{rng.randrange(1, 255)}"}
         ]
-        attributes["last_dns_records_date"] = profile.last_analysis_date
+        attributes["last_dns_records_date"] = date
         attributes["popularity_ranks"] = (
             {"Cisco Umbrella": {"rank": profile.popularity_rank, "timestamp": BASE_TIME}}
             if profile.popularity_rank
             else {}
         )
-        attributes["creation_date"] = BASE_TIME - rng.randrange(30, 5000) * 86400
+        attributes["creation_date"] = (
+            int(time.time()) - profile.created_days_ago * 86400
+            if profile.created_days_ago is not None
+            else BASE_TIME - rng.randrange(30, 5000) * 86400
+        )
         attributes["registrar"] = "Example Registrar, Inc."
     elif kind == "ip":
         attributes.update(
@@ -247,7 +263,7 @@ def build_object(
             last_final_url=(extra or {}).get("url"),
             url=(extra or {}).get("url"),
             times_submitted=rng.randrange(1, 50),
-            first_submission_date=profile.last_analysis_date - 86400 * rng.randrange(1, 300),
+            first_submission_date=date - 86400 * rng.randrange(1, 300),
             threat_names=list(profile.labels) if profile.malicious else [],
         )
     elif kind == "file":
@@ -273,7 +289,7 @@ def build_object(
                 if profile.malicious
                 else []
             ),
-            first_submission_date=profile.last_analysis_date - 86400,
+            first_submission_date=date - 86400,
         )
     collection = COLLECTIONS[kind]
     return {
@@ -284,3 +300,70 @@ def build_object(
             "attributes": attributes,
         }
     }
+
+
+def threat_attributes(kind: str, profile: Profile, rng: random.Random) -> dict[str, Any]:
+    """A flagged file's context beyond counts, in the shapes of the API v3 file object
+    (https://docs.virustotal.com/reference/files: ``popular_threat_classification``
+    with ``suggested_threat_label``, ``popular_threat_category`` and
+    ``popular_threat_name`` as ``[{"count", "value"}]``; ``sandbox_verdicts`` keyed by
+    sandbox with ``category``, ``confidence``, ``malware_classification`` and
+    ``malware_names``; ``sigma_analysis_results`` and ``crowdsourced_ids_results``)."""
+    if kind != "file" or not profile.malicious:
+        return {}
+    family = profile.family or (profile.labels[0] if profile.labels else "generic")
+    category = "trojan"
+    return {
+        "popular_threat_classification": {
+            "suggested_threat_label": f"{category}.{family.lower()}",
+            "popular_threat_category": [{"count": profile.malicious, "value": category}],
+            "popular_threat_name": [{"count": max(1, profile.malicious // 2), "value": family}],
+        },
+        "sandbox_verdicts": {
+            "Zenbox": {
+                "category": "malicious",
+                "confidence": 80 + rng.randrange(0, 20),
+                "sandbox_name": "Zenbox",
+                "malware_classification": ["MALWARE", "TROJAN"],
+                "malware_names": [family],
+            }
+        },
+        "sigma_analysis_results": [
+            {
+                "rule_title": "Suspicious Download From File-Sharing Website",
+                "rule_level": "high",
+                "rule_source": "Sigma Integrated Rule Set (GitHub)",
+                "rule_id": "a1b2c3",
+            }
+        ],
+        "crowdsourced_ids_results": [
+            {
+                "rule_msg": f"ET MALWARE {family} CnC Checkin",
+                "alert_severity": "high",
+                "rule_category": "A Network Trojan was detected",
+                "rule_source": "Proofpoint Emerging Threats Open",
+            }
+        ],
+    }
+
+
+def analysis_date(profile: Profile, seed: str) -> int:
+    """When VirusTotal last analysed the object (Unix time)."""
+    if profile.last_analysis_date is not None:
+        return profile.last_analysis_date
+    now = int(time.time())
+    if profile.analysed_days_ago is not None:
+        return now - int(profile.analysed_days_ago * 86400)
+    return now - random.Random(f"date:{seed}").randrange(3600, 20 * 86400)
+
+
+def _result_word(profile: Profile, drawn: str) -> str:
+    """An engine's result for a malicious object: "malicious", or the word of its kind
+    of threat (URL engines say "phishing", "malware" or "spam", as in real reports)."""
+    if drawn == "malicious" or not profile.labels:
+        return drawn
+    label = profile.labels[0].lower()
+    for word in ("phishing", "spam"):
+        if word in label:
+            return word
+    return "malware"

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,14 @@ import orjson
 from aiohttp import web
 
 from vtguardian.testing.server import BackgroundServer, json_response
+from vtguardian.testing.vt_analyses import (
+    RELATIONSHIPS,
+    AnalysisBook,
+    analysis_body,
+    collection_page,
+    created_body,
+    related_objects,
+)
 from vtguardian.testing.vt_content import (
     URL_ENGINES,
     Profile,
@@ -115,6 +123,7 @@ class VirusTotalEmulator:
         self._submitted: set[str] = set()
         self._calls: list[Call] = []
         self._lock = threading.Lock()
+        self.analyses = AnalysisBook()
 
     # --- what tests read ---------------------------------------------------------
 
@@ -152,6 +161,8 @@ class VirusTotalEmulator:
             self.quota = Quota(**{**asdict(self.quota), **changes["quota"]})
         if "keys" in changes:
             self.keys = set(changes["keys"])
+        if "analysis" in changes:
+            self.analyses.polls_to_complete = int(changes["analysis"]["polls_to_complete"])
         for entry in changes.get("seeds", []):
             self.seeds[seed_key(entry["type"], entry["value"])] = Profile.from_seed(entry)
 
@@ -162,6 +173,8 @@ class VirusTotalEmulator:
         application.router.add_get("/api/v3/analyses/{id}", self._analysis)
         application.router.add_post("/api/v3/urls", self._submit_url)
         application.router.add_get("/api/v3/{collection}/{id}", self._object)
+        application.router.add_post("/api/v3/{collection}/{id}/analyse", self._analyse)
+        application.router.add_get("/api/v3/{collection}/{id}/{relationship}", self._relationship)
         application.router.add_get("/_emulator/calls", self._control_calls)
         application.router.add_post("/_emulator/config", self._control_config)
         application.router.add_post("/_emulator/reset", self._control_reset)
@@ -202,48 +215,75 @@ class VirusTotalEmulator:
         self._urls[digest] = url
         self._submitted.add(digest)
         self._log(request, 200, "ok", "url", url)
-        analysis_id = f"u-{digest}-{int(self.clock())}"
-        return json_response(
-            200,
-            {
-                "data": {
-                    "type": "analysis",
-                    "id": analysis_id,
-                    "links": {"self": f"{self.host}/api/v3/analyses/{analysis_id}"},
-                }
-            },
-        )
+        analysis = self.analyses.start("url", url, digest, int(self.clock()))
+        return json_response(200, created_body(analysis, self.host))
+
+    async def _analyse(self, request: web.Request) -> web.StreamResponse:
+        """``POST /{collection}/{id}/analyse``: a fresh analysis of a known object."""
+        kind = _COLLECTION_KINDS.get(request.match_info["collection"])
+        raw_id = request.match_info["id"]
+        if kind is None:
+            return self._error(request, 404, "NotFoundError", "Resource not found.", "not_found")
+        denied = await self._gate(request, kind, raw_id)
+        if denied is not None:
+            return denied
+        resolved = self._resolve(kind, raw_id)
+        if isinstance(resolved, web.Response):
+            return resolved
+        object_id, lookup_value, _extra = resolved
+        if not self._profile(kind, lookup_value).found:
+            self._log(request, 404, "not_found", kind, lookup_value)
+            return json_response(404, _error_body("NotFoundError", f'"{raw_id}" not found'))
+        self._log(request, 200, "ok", kind, lookup_value)
+        analysis = self.analyses.start(kind, lookup_value, object_id, int(self.clock()))
+        return json_response(200, created_body(analysis, self.host))
+
+    async def _relationship(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{collection}/{id}/{relationship}``: one page of related objects."""
+        kind = _COLLECTION_KINDS.get(request.match_info["collection"])
+        relationship = request.match_info["relationship"]
+        raw_id = request.match_info["id"]
+        if kind is None or relationship not in RELATIONSHIPS.get(kind, {}):
+            return self._error(request, 404, "NotFoundError", "Resource not found.", "not_found")
+        denied = await self._gate(request, kind, raw_id)
+        if denied is not None:
+            return denied
+        resolved = self._resolve(kind, raw_id)
+        if isinstance(resolved, web.Response):
+            return resolved
+        object_id, lookup_value, _extra = resolved
+        profile = self._profile(kind, lookup_value)
+        if not profile.found:
+            self._log(request, 404, "not_found", kind, lookup_value)
+            return json_response(404, _error_body("NotFoundError", f'"{raw_id}" not found'))
+        try:
+            limit = max(1, min(40, int(request.query.get("limit", "10"))))
+        except ValueError:
+            return self._error(request, 400, "BadRequestError", "limit is not a number", "bad")
+        self._log(request, 200, "ok", kind, lookup_value)
+        values = profile.related.get(relationship, [])
+        objects = related_objects(kind, object_id, relationship, values, int(self.clock()))
+        self_url = f"{self.host}{request.path_qs}"
+        page = collection_page(objects, self_url, limit, request.query.get("cursor"))
+        return await self._deliver(page)
 
     async def _analysis(self, request: web.Request) -> web.StreamResponse:
         analysis_id = request.match_info["id"]
         denied = await self._gate(request, None, analysis_id)
         if denied is not None:
             return denied
-        match = re.fullmatch(r"u-([0-9a-f]{64})-(\d+)", analysis_id)
-        if not match or match.group(1) not in self._urls:
-            return self._error(
-                request, 404, "NotFoundError", f'Analysis "{analysis_id}" not found', "ok"
-            )
-        url = self._urls[match.group(1)]
-        profile = self._profile("url", url)
-        obj = build_object("url", match.group(1), profile, self.host, {"url": url})
-        attributes = obj["data"]["attributes"]
-        self._log(request, 200, "ok", None, analysis_id)
-        return await self._deliver(
-            {
-                "data": {
-                    "type": "analysis",
-                    "id": analysis_id,
-                    "links": {"self": f"{self.host}/api/v3/analyses/{analysis_id}"},
-                    "attributes": {
-                        "date": int(match.group(2)),
-                        "status": "completed",
-                        "stats": attributes["last_analysis_stats"],
-                        "results": attributes["last_analysis_results"],
-                    },
-                },
-                "meta": {"url_info": {"id": match.group(1), "url": url}},
-            }
+        started = self.analyses.get(analysis_id)
+        if started is not None:
+            status = self.analyses.poll(started, int(self.clock()))
+            obj = None
+            if status == "completed":
+                profile = self._profile(started.kind, started.value)
+                extra = {"url": started.value} if started.kind == "url" else None
+                obj = build_object(started.kind, started.object_id, profile, self.host, extra)
+            self._log(request, 200, "ok", None, analysis_id)
+            return await self._deliver(analysis_body(started, status, obj, self.host))
+        return self._error(
+            request, 404, "NotFoundError", f'Analysis "{analysis_id}" not found', "not_found"
         )
 
     # --- gatekeeping: key, budget, faults ------------------------------------------
@@ -372,10 +412,18 @@ class VirusTotalEmulator:
         seeded = self.seeds.get(seed_key(kind, value))
         profile = seeded if seeded is not None else generated_profile(kind, value)
         submitted = kind == "url" and hashlib.sha256(value.encode()).hexdigest() in self._submitted
-        if submitted and not profile.found:
+        if submitted and not profile.found and profile.reanalysed is None:
             # A URL nobody knew is known once submitted: scanned, and found clean.
             half = len(URL_ENGINES) // 2
             profile = Profile(harmless=half, undetected=len(URL_ENGINES) - half)
+        analysed = self.analyses.reanalysed.get((kind, value))
+        if analysed is None and submitted and profile.reanalysed is not None:
+            analysed = int(self.clock())
+        if analysed is not None:
+            # A completed analysis is the object's last one, and may change its counts.
+            if profile.reanalysed is not None:
+                profile = Profile.from_seed(profile.reanalysed)
+            profile = replace(profile, last_analysis_date=analysed, found=True)
         return profile
 
     # --- logging and errors --------------------------------------------------------

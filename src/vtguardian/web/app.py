@@ -27,6 +27,7 @@ from vtguardian.actions.feeds import FEEDS, blocklist
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
 from vtguardian.dashboards.macros import TimeRange
+from vtguardian.intel.ioc_intel import ioc_intel
 from vtguardian.intel.lookup import budget_from
 from vtguardian.iocs import Classifier
 from vtguardian.quota import QuotaScheduler
@@ -246,6 +247,7 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
                 select(actions).where(actions.c.ioc_id == ioc_id).order_by(actions.c.id.desc())
             ).all()
             resolved = pivots(connection, key[0], ioc_id, utcnow() - RESOLUTION_WINDOW)
+            intel = ioc_intel(connection, ioc_id, settings)
         return {
             "type": key[0],
             "value": key[1],
@@ -256,6 +258,7 @@ def create_app(settings: Settings, engine: Engine | None = None, public: bool = 
             "clients": [row_payload(row) for row in seen_by],
             "actions": [row_payload(row) for row in done],
             "resolutions": resolved,
+            **intel,  # threat context, related IoCs, last analysis status
         }
 
     return app

@@ -104,6 +104,20 @@ function notKnown(pane, value, status, data) {
   if (ioc.eligible) pane.appendChild(el("p", "Not looked up: this box only reads. `vtguardian lookup` asks VirusTotal.", "hint"));
 }
 
+// Threat context and both ages of the analysis, as text nodes (values are VirusTotal's).
+function intel(pane, data) {
+  const a = data.analysis;
+  if (a) pane.appendChild(el("p", "last analysis: " + a.status + " (VirusTotal " + (a.analysis_age_hours ?? "–") + " h ago; our copy " + (a.cache_age_hours ?? "–") + " h old, " + a.cache + ")"));
+  const t = data.threat;
+  if (!t) return;
+  if ((t.threat_categories || []).length) pane.appendChild(el("p", "threat categories: " + t.threat_categories.join(", "), "malicious"));
+  const family = [...(t.families || []), ...(t.threat_label ? [t.threat_label] : [])];
+  if (family.length) pane.appendChild(el("p", "malware family / label: " + family.join(", ")));
+  if ((t.site_categories || []).length) pane.appendChild(el("p", "site category (not a threat): " + t.site_categories.join(", ")));
+  if (t.creation_date) pane.appendChild(el("p", "registered: " + t.creation_date.slice(0, 10) + (t.young ? " (young domain)" : ""), t.young ? "suspicious" : undefined));
+  if (t.asn != null) pane.appendChild(el("p", "network: AS" + t.asn + " " + (t.as_owner || "") + " " + (t.country || "")));
+}
+
 async function detail(value) {
   const ticket = ++asked;
   const pane = document.getElementById("detail");
@@ -125,7 +139,8 @@ async function detail(value) {
   const v = data.verdict || {};
   pane.appendChild(el("p", "verdict: " + (v.verdict || "pending") + "  ratio: " + fmt(v.ratio, "percentunit") + "  decided by: " + (v.decided_by || "–"), v.verdict));
   pane.appendChild(el("p", "engines that flagged it: " + ((v.engines || []).join(", ") || "none")));
-  [["Reports (history)", data.reports], ["Clients", data.clients], ["Actions", data.actions]].forEach(([title, rows]) => {
+  intel(pane, data);
+  [["Reports (history)", data.reports], ["Clients", data.clients], ["Actions", data.actions], ["Related IoCs", data.related || []]].forEach(([title, rows]) => {
     pane.appendChild(el("h3", title));
     if (!rows.length) { pane.appendChild(el("p", "none")); return; }
     const cols = Object.keys(rows[0]);
