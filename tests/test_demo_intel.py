@@ -11,6 +11,7 @@ from vtguardian.dashboards.macros import TimeRange
 from vtguardian.dashboards.panels import panels
 from vtguardian.demo import run_demo
 from vtguardian.store.engine import make_engine
+from vtguardian.testing.demo_dns import C2_ADDRESS
 from vtguardian.web.panel_data import run_panel
 
 VARIABLES = {"ioc_type": ["domain", "ip", "url", "file"], "client": [], "threshold": "0.03"}
@@ -72,6 +73,7 @@ def test_demo_reanalyses_stale_iocs_and_shows_threats_not_site_categories(tmp_pa
     # The URL VirusTotal had never seen: submitted, analysed, decided.
     assert ("http://dl.example-files.net/setup.exe", "submit", "done") in requests
     assert verdict["http://dl.example-files.net/setup.exe"] == "malicious"
-    assert ("malware-c2.example.net", "185.220.101.66") in related
+    # VirusTotal's resolutions of the C2 domain name the address it resolved to here.
+    assert ("malware-c2.example.net", C2_ADDRESS) in related
     assert queued == 0
     assert result.intel is not None and not result.intel.stale_shown_fresh
