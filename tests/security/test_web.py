@@ -7,6 +7,7 @@ stand for what an attacker can get into the database: a domain name, a threat la
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ from helpers import VTGUARDIAN, chromium, run_cli, served, settings_for, wait_fo
 from vtguardian.actions.feeds import FEEDS
 from vtguardian.clock import utcnow
 from vtguardian.config import Settings
+from vtguardian.intel.lookup import LookupService
 from vtguardian.iocs import Classifier
 from vtguardian.jobs.service import Receiver
 from vtguardian.jobs.service import save as save_job
@@ -43,11 +45,21 @@ from vtguardian.web.security import is_loopback
 TOKEN = "s3cret-web-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 KNOWN = "known-bad.example.com"
+#: A file a device downloaded (its SHA-256): VirusTotal names its family and threat label.
+SAMPLE = "5e" * 32
 DEVICE = "kids-tablet"
 LINK = '<a href="https://evil.example/">clickme</a>'
-#: A domain-shaped value and a threat label carrying Plotly's pseudo-HTML.
+#: A domain-shaped value and VirusTotal's text carrying Plotly's pseudo-HTML: a vendor's
+#: category of the domain, and the file's family, from which VirusTotal's suggested
+#: threat label is made ("trojan.<family>").
 HOSTILE_DOMAIN = f"{LINK}.example"
-HOSTILE_LABEL = f"trojan {LINK}"
+HOSTILE_LABEL = f"trojan.{LINK}"
+#: How VirusTotal (the emulator) sees the two IoCs the page looks up.
+VT_SEEDS = [
+    {"type": "domain", "value": KNOWN, "malicious": 20, "harmless": 40, "undetected": 20,
+     "labels": [HOSTILE_LABEL]},
+    {"type": "file", "value": SAMPLE, "malicious": 50, "undetected": 10, "family": LINK},
+]  # fmt: skip
 #: Path parameters of the route table, filled with values the database holds.
 PATH_SAMPLES = {"name": next(iter(FEEDS)), "value": KNOWN, "asset": "page.js",
                 "job_id": "web-job", "seq": "1"}  # fmt: skip
@@ -65,26 +77,33 @@ OPEN_ROUTES = {"/healthz"}
 SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "content-security-policy")
 
 
-def _seed(engine: Engine) -> None:
-    """A malicious IoC and a hostile domain-shaped one, both labelled with a hostile
-    threat label and contacted by one named device."""
+def _seed(engine: Engine, vt_url: str) -> None:
+    """A malicious domain and file, and a hostile domain-shaped value, contacted by one
+    named device. The domain and the file are looked up as the product does (vt-py over
+    HTTP to the emulator), so their threat categories, family and label are VirusTotal's."""
     now = utcnow()
     t0 = hour_bucket(now - timedelta(hours=2))
     with write_transaction(engine) as c:
-        known = ensure_iocs(c, {("domain", KNOWN): (None, t0, t0)})[("domain", KNOWN)]
+        found = ensure_iocs(
+            c, {("domain", KNOWN): (None, t0, t0), ("file", SAMPLE): (None, t0, t0)}
+        )
         # Not a valid name: it reached the database some other way and must stay text.
         hostile = c.execute(
             insert(iocs).values(digest=ioc_digest("domain", HOSTILE_DOMAIN), type="domain",
                                 value=HOSTILE_DOMAIN, first_seen=t0, last_seen=t0)
         ).inserted_primary_key[0]  # fmt: skip
         device = ensure_clients(c, {"192.168.1.77": (DEVICE, t0, t0)})["192.168.1.77"]
-        add_sightings(c, {(i, device, "pihole", t0): (3, 0, t0) for i in (known, hostile)})
-        for ioc_id in (known, hostile):
-            report = ReportRow(
-                "virustotal", "found", "malicious", ratio=0.25, total=80,
-                stats={"malicious": 20}, labels=[HOSTILE_LABEL], analysis_date=now,
-            )  # fmt: skip
-            record_answer(c, ioc_id, report, timedelta(days=1), now)
+        seen = (*found.values(), hostile)
+        add_sightings(c, {(i, device, "pihole", t0): (3, 0, t0) for i in seen})
+        # The lookup refuses a value that is no name: its answer is stored as it came.
+        report = ReportRow("virustotal", "found", "malicious", ratio=0.25, total=80,
+                           stats={"malicious": 20}, analysis_date=now)  # fmt: skip
+        record_answer(c, hostile, report, timedelta(days=1), now)
+    lookup = LookupService(settings_for(str(engine.url), vt_url), engine)
+    answers = asyncio.run(lookup.lookup_values([KNOWN, SAMPLE]))
+    assert [(a.value, a.verdict) for a in answers] == [
+        (KNOWN, "malicious"), (SAMPLE, "malicious")
+    ], answers  # fmt: skip
     # A job with one event, so that its routes answer with data.
     job_settings = _settings(str(engine.url))
     save_job(engine, BODIES["/api/v1/jobs"])
@@ -94,12 +113,13 @@ def _seed(engine: Engine) -> None:
 
 
 @pytest.fixture
-def seeded(tmp_path) -> Iterator[tuple[str, Engine]]:
+def seeded(tmp_path, vt_emulator) -> Iterator[tuple[str, Engine]]:
     """A seeded SQLite database: nothing checked here depends on the engine."""
     url = f"sqlite:///{tmp_path / 'web.db'}"
     engine = make_engine(url)
     migrate.upgrade(engine)
-    _seed(engine)
+    vt_emulator.emulator.configure({"seeds": VT_SEEDS})
+    _seed(engine, vt_emulator.url)
     yield url, engine
     engine.dispose()
 
@@ -285,9 +305,16 @@ def _directive(policy: str, name: str) -> str:
 # --- 9. chart labels are text, not Plotly's pseudo-HTML ---------------------------------
 
 
+def _panel(dom: str, key: str) -> str:
+    """The page's panel ``key`` in the DOM, from its section to the section's end."""
+    found = re.search(rf'<section [^>]*data-key="{key}".*?</section>', dom, re.S)
+    assert found, f"no panel {key}"
+    return found.group(0)
+
+
 def test_chart_labels_are_plain_text_not_plotly_markup(seeded, tmp_path):
-    """Plotly reads <a href> in labels as a link: a threat label or a domain-shaped
-    value carrying one must show as text and link nowhere."""
+    """Plotly reads <a href> in labels as a link: a domain-shaped value carrying one must
+    show as text and link nowhere, and so must VirusTotal's threat label and family."""
     url, engine = seeded
     with served(create_app(_settings(url), engine)) as base:
         result = chromium(f"{base}/", tmp_path / "user", "--dump-dom")
@@ -299,8 +326,15 @@ def test_chart_labels_are_plain_text_not_plotly_markup(seeded, tmp_path):
     assert re.search(r"<a\b[^>]*evil\.example", dom) is None
     shown = LINK.replace("<", "&lt;").replace(">", "&gt;")
     in_charts = "".join(charts)
-    assert f"trojan {shown}" in in_charts  # the threat label, literally, in a bar chart
-    assert f"{shown}.example" in in_charts  # the domain-shaped value, literally
+    assert f"{shown}.example" in in_charts  # the domain-shaped value, literally, in a bar chart
+    # The threat categories chart draws what the lookups found, named by the threat
+    # vocabulary: the vendor's hostile category and the file's family count as malware.
+    categories = _panel(dom, "vectors_by_label")
+    assert 'class="plot-container' in categories and ">malware</text>" in categories
+    assert "evil.example" not in categories
+    # VirusTotal's threat label and family, as the lookup stored them, literally.
+    families = _panel(dom, "threat_families")
+    assert f"<td>trojan.{shown}</td>" in families and f"<td>{shown}</td>" in families
 
 
 # --- 12. /api/docs works offline ------------------------------------------------------
