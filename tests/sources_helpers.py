@@ -119,7 +119,12 @@ def reference_state(folder: Path, path: Path, source: str = "suricata") -> tuple
 
 
 def lookup_outcome(engine: Engine) -> tuple[set[str], int, int]:
-    """(values with a verdict, queue length, requests counted against the day's quota)."""
+    """(values with a verdict, queue length, requests counted against the day's quota).
+
+    Only the ``virustotal`` rows are requests: the daily caps of re-analyses and
+    relationship fetches (``virustotal-reanalyses``, ``virustotal-relationships``,
+    intel/analyses.py) share the table, and a request they count is counted in the
+    quota as well."""
     with engine.connect() as connection:
         answered = set(
             connection.execute(
@@ -128,6 +133,8 @@ def lookup_outcome(engine: Engine) -> tuple[set[str], int, int]:
         )
         queued = connection.execute(text("SELECT COUNT(*) FROM lookup_queue")).scalar()
         counted = connection.execute(
-            text("SELECT SUM(used) FROM quota_usage WHERE window = 'day'")
+            text(
+                "SELECT SUM(used) FROM quota_usage WHERE provider = 'virustotal' AND window = 'day'"
+            )
         ).scalar()
     return answered, int(queued), int(counted or 0)
