@@ -87,6 +87,7 @@ def _demo_into(url: str, folder: Path, emulator_url: str) -> None:
             "per_minute": 10_000,
             "per_day": 100_000,
             "per_month": 1_000_000,
+            "poll_seconds": 0.2,  # the stale report's re-analysis: polled at once
         },
     )
     asyncio.run(LookupService(settings, engine, classifier).run_worker(once=True))
