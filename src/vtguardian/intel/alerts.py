@@ -15,15 +15,19 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from vtguardian.clock import iso_z, utcnow
 from vtguardian.intel.alert_context import alert_context
-from vtguardian.retry import backoff_seconds
+from vtguardian.retry import backoff_seconds, retrying_async
 from vtguardian.store.contacts import Contact, client_contacts
-from vtguardian.store.engine import run_in_transaction
+from vtguardian.store.engine import is_disconnect, run_in_transaction
 from vtguardian.store.entities import find_ioc_ids
 from vtguardian.store.schema import alerts, iocs, sightings, verdicts
 from vtguardian.store.upsert import upsert
+
+#: How long a sent alert's record waits for a database that went away before it gives up.
+RECORD_PATIENCE_SECONDS = 300.0
 
 ALERT_LEVELS = ("malicious", "suspicious")
 
@@ -184,11 +188,26 @@ async def deliver_pending(
                 }
             values["delivery_attempts"] = row.delivery_attempts + 1
 
-            def work(connection: Connection, alert_id: int = row.id, changes=values) -> None:
-                connection.execute(update(alerts).where(alerts.c.id == alert_id).values(**changes))
-
-            run_in_transaction(engine, work)
+            await _record(engine, row.id, values)
     return result
+
+
+async def _record(engine: Engine, alert_id: int, changes: dict[str, Any]) -> None:
+    """Write down a delivery attempt, waiting out a database restart: the POST went out,
+    and if its record were lost the alert would be sent again once the database is back.
+    Repeating the update is harmless (it sets the same values on one row)."""
+
+    def work(connection: Connection) -> None:
+        connection.execute(update(alerts).where(alerts.c.id == alert_id).values(**changes))
+
+    async for attempt in retrying_async(
+        lambda exc: isinstance(exc, DBAPIError) and is_disconnect(exc),
+        base=0.5,
+        cap=5.0,
+        within=RECORD_PATIENCE_SECONDS,
+    ):
+        with attempt:
+            run_in_transaction(engine, work)
 
 
 async def _post(session: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> str | None:
