@@ -332,6 +332,10 @@ class Classifier:
             return self._cached_as(raw, kind)
         return self._classify_as(raw, kind)
 
+    def is_allowlisted(self, domain: str) -> bool:
+        """Whether ``domain`` is on the allowlist (which vouches for its addresses)."""
+        return self.classify_as(domain, IocType.DOMAIN).reason == "allowlisted"
+
     @classmethod
     def from_settings(cls, settings: Any) -> Classifier:
         file_domains, file_networks = read_allowlist_files(settings.allowlist.files)

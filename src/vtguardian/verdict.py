@@ -19,7 +19,7 @@ bar, 1.0 twice it; suspicious engines weigh half.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -141,6 +141,22 @@ def popular(policy: Policy, rank: int | None, domain: str | None) -> str | None:
     """Why ``domain`` counts as very popular under ``policy`` (rank or top-sites list),
     or None: such a name vouches for the shared addresses it resolves to."""
     return _popular(policy, rank, domain)
+
+
+def vouching(
+    policy: Policy, allowlisted: Callable[[str], bool]
+) -> Callable[[str, str | None, int | None], bool]:
+    """Whether a name (its value, verdict and popularity rank) vouches for the addresses
+    it resolved to: harmless, allowlisted or very popular. An address that also served
+    such a name is shared hosting or a CDN, so it is never blocked or alerted on for
+    another name's sake (the firewall's followed blocks and the DNS-bypass alert)."""
+
+    def vouches(value: str, verdict: str | None, rank: int | None) -> bool:
+        return (
+            verdict == "harmless" or allowlisted(value) or _popular(policy, rank, value) is not None
+        )
+
+    return vouches
 
 
 def _popular(policy: Policy, rank: int | None, domain: str | None) -> str | None:

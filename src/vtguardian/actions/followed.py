@@ -22,24 +22,10 @@ from sqlalchemy import Engine
 
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.sources.dnsmasq import UPSTREAM_BLOCK_ADDRESSES
-from vtguardian.store.resolutions import Vouches, flagged_addresses, shared_addresses
-from vtguardian.verdict import Policy, popular
+from vtguardian.store.resolutions import flagged_addresses, shared_addresses
+from vtguardian.verdict import Policy, vouching
 
 REASON_PREFIX = "resolution of "
-
-
-def vouching(classifier: Classifier, policy: Policy) -> Vouches:
-    """Whether a name vouches for the addresses it resolved to: harmless, allowlisted
-    or very popular."""
-
-    def vouches(value: str, verdict: str | None, rank: int | None) -> bool:
-        return (
-            verdict == "harmless"
-            or classifier.classify_as(value, IocType.DOMAIN).reason == "allowlisted"
-            or popular(policy, rank, value) is not None
-        )
-
-    return vouches
 
 
 def followed_addresses(
@@ -66,7 +52,9 @@ def followed_addresses(
             and address not in UPSTREAM_BLOCK_ADDRESSES  # an upstream filter's block page
             and any(name in wanted for _id, name in names)
         }
-        shared = shared_addresses(connection, candidates, since, vouching(classifier, policy))
+        shared = shared_addresses(
+            connection, candidates, since, vouching(policy, classifier.is_allowlisted)
+        )
     return {
         address: next(name for _id, name in names if name in wanted)
         for address_id, (address, names) in sorted(candidates.items(), key=lambda c: c[1][0])

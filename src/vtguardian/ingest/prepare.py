@@ -293,12 +293,7 @@ def _lay_out_resolutions(
             target = ends[kind, answer] = _end(classifier, kind, answer)
         if owner is None or target is None:
             continue
-        prefix = prefixes.get(hour)
-        if prefix is None:
-            prefix = prefixes[hour] = utc_hour_text(hour)
-        device = devices.get(client)
-        if device is None:
-            device = devices[client] = client_address(client)
+        prefix, device = _placed(prefixes, devices, hour, client)
         add_to(merged, (owner, target, device, prefix), tally.hits, 0, tally.last, tally.first)  # type: ignore[arg-type]
         for ioc in (owner, target):
             span = spans.get(ioc)  # type: ignore[arg-type]
@@ -322,9 +317,7 @@ def _lay_out_resolutions(
                 stamp_text(tally.first, prefix),
             )
         )
-        if device not in out.clients:
-            first, last = stamp_datetime(tally.first), stamp_datetime(tally.last)
-            out.clients[device] = (names.get(device), first, last)
+        _note_device(out, names, device, tally)
     for ioc, (first, since, last, until) in spans.items():
         if ioc not in out.iocs:
             registered = classifier.classify_as(ioc[1], IocType(ioc[0])).registered_domain
@@ -353,12 +346,7 @@ def _lay_out_connections(
             address = addresses[raw] = result.value if result.eligible else None
         if address is None:
             continue
-        prefix = prefixes.get(hour)
-        if prefix is None:
-            prefix = prefixes[hour] = utc_hour_text(hour)
-        device = devices.get(client)
-        if device is None:
-            device = devices[client] = client_address(client)
+        prefix, device = _placed(prefixes, devices, hour, client)
         add_to(merged, (address, device, prefix), tally.hits, 0, tally.last, tally.first)
     rows = out.connections
     for (address, device, prefix), tally in merged.items():
@@ -372,9 +360,27 @@ def _lay_out_connections(
                 stamp_text(tally.first, prefix),
             )
         )
-        if device not in out.clients:
-            first, last = stamp_datetime(tally.first), stamp_datetime(tally.last)
-            out.clients[device] = (names.get(device), first, last)
+        _note_device(out, names, device, tally)
+
+
+def _placed(
+    prefixes: dict[HourKey, str], devices: dict[str, str], hour: HourKey, client: str
+) -> tuple[str, str]:
+    """The hour's text prefix and the device's address, each worked out once a batch."""
+    prefix = prefixes.get(hour)
+    if prefix is None:
+        prefix = prefixes[hour] = utc_hour_text(hour)
+    device = devices.get(client)
+    if device is None:
+        device = devices[client] = client_address(client)
+    return prefix, device
+
+
+def _note_device(out: Prepared, names: dict[str, str], device: str, tally: Tally) -> None:
+    """A device the batch's other rows did not name, with the times of this row."""
+    if device not in out.clients:
+        first, last = stamp_datetime(tally.first), stamp_datetime(tally.last)
+        out.clients[device] = (names.get(device), first, last)
 
 
 def _end(classifier: Classifier, kind: str, raw: str) -> IocKey | None:

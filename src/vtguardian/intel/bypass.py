@@ -29,7 +29,7 @@ from vtguardian.errors import ConfigError
 from vtguardian.iocs import Classifier, IocType
 from vtguardian.store.engine import run_in_transaction
 from vtguardian.store.entities import find_ioc_ids
-from vtguardian.store.resolutions import Vouches, flagged_addresses, shared_addresses
+from vtguardian.store.resolutions import flagged_addresses, shared_addresses
 from vtguardian.store.schema import (
     alerts,
     clients,
@@ -40,7 +40,7 @@ from vtguardian.store.schema import (
     verdicts,
 )
 from vtguardian.store.upsert import upsert
-from vtguardian.verdict import Policy, popular
+from vtguardian.verdict import Policy, vouching
 
 BYPASS = "dns-bypass"
 DOH = "doh"
@@ -99,19 +99,6 @@ class DohResolvers:
         return cls(addresses, frozenset(names))
 
 
-def vouching(classifier: Classifier, policy: Policy) -> Vouches:
-    """A name that vouches for its addresses: harmless, allowlisted or very popular."""
-
-    def vouches(value: str, verdict: str | None, rank: int | None) -> bool:
-        return (
-            verdict == "harmless"
-            or classifier.classify_as(value, IocType.DOMAIN).reason == "allowlisted"
-            or popular(policy, rank, value) is not None
-        )
-
-    return vouches
-
-
 def detect_bypasses(
     engine: Engine,
     classifier: Classifier,
@@ -150,7 +137,7 @@ def _bypass_alerts(
         if classifier.classify_as(entry[0], IocType.IP).eligible
     }
     for address_id in shared_addresses(
-        connection, found, since - window, vouching(classifier, policy)
+        connection, found, since - window, vouching(policy, classifier.is_allowlisted)
     ):
         del found[address_id]
     if not found:
