@@ -24,6 +24,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,18 +182,10 @@ class VirusTotalEmulator:
         return application
 
     async def _object(self, request: web.Request) -> web.StreamResponse:
-        collection = request.match_info["collection"]
-        kind = _COLLECTION_KINDS.get(collection)
-        raw_id = request.match_info["id"]
-        if kind is None:
-            return self._error(request, 404, "NotFoundError", "Resource not found.", "not_found")
-        denied = await self._gate(request, kind, raw_id)
-        if denied is not None:
-            return denied
-        resolved = self._resolve(kind, raw_id)
-        if isinstance(resolved, web.Response):
-            return resolved
-        object_id, lookup_value, extra = resolved
+        addressed = await self._addressed(request)
+        if isinstance(addressed, web.StreamResponse):
+            return addressed
+        kind, raw_id, object_id, lookup_value, extra = addressed
         profile = self._profile(kind, lookup_value)
         found = profile.found
         self._log(
@@ -202,6 +195,25 @@ class VirusTotalEmulator:
             label = {"domain": "Domain", "ip": "IP address", "url": "URL", "file": "File"}[kind]
             return json_response(404, _error_body("NotFoundError", f'{label} "{raw_id}" not found'))
         return await self._deliver(build_object(kind, object_id, profile, self.host, extra))
+
+    async def _addressed(
+        self, request: web.Request, known: Callable[[str], bool] = lambda _kind: True
+    ) -> tuple[str, str, str, str, dict[str, Any] | None] | web.StreamResponse:
+        """What a ``/{collection}/{id}...`` request names: (kind, id as sent, object id,
+        value the content is keyed by, extra attributes), or the answer VirusTotal gives
+        first: 404 for an unknown collection (or a path ``known`` refuses), the gate's
+        refusal (key, quota, faults), or the error for an id that names nothing."""
+        kind = _COLLECTION_KINDS.get(request.match_info["collection"])
+        raw_id = request.match_info["id"]
+        if kind is None or not known(kind):
+            return self._error(request, 404, "NotFoundError", "Resource not found.", "not_found")
+        denied = await self._gate(request, kind, raw_id)
+        if denied is not None:
+            return denied
+        resolved = self._resolve(kind, raw_id)
+        if isinstance(resolved, web.Response):
+            return resolved
+        return (kind, raw_id, *resolved)
 
     async def _submit_url(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -220,17 +232,10 @@ class VirusTotalEmulator:
 
     async def _analyse(self, request: web.Request) -> web.StreamResponse:
         """``POST /{collection}/{id}/analyse``: a fresh analysis of a known object."""
-        kind = _COLLECTION_KINDS.get(request.match_info["collection"])
-        raw_id = request.match_info["id"]
-        if kind is None:
-            return self._error(request, 404, "NotFoundError", "Resource not found.", "not_found")
-        denied = await self._gate(request, kind, raw_id)
-        if denied is not None:
-            return denied
-        resolved = self._resolve(kind, raw_id)
-        if isinstance(resolved, web.Response):
-            return resolved
-        object_id, lookup_value, _extra = resolved
+        addressed = await self._addressed(request)
+        if isinstance(addressed, web.StreamResponse):
+            return addressed
+        kind, raw_id, object_id, lookup_value, _extra = addressed
         if not self._profile(kind, lookup_value).found:
             self._log(request, 404, "not_found", kind, lookup_value)
             return json_response(404, _error_body("NotFoundError", f'"{raw_id}" not found'))
@@ -240,18 +245,13 @@ class VirusTotalEmulator:
 
     async def _relationship(self, request: web.Request) -> web.StreamResponse:
         """``GET /{collection}/{id}/{relationship}``: one page of related objects."""
-        kind = _COLLECTION_KINDS.get(request.match_info["collection"])
         relationship = request.match_info["relationship"]
-        raw_id = request.match_info["id"]
-        if kind is None or relationship not in RELATIONSHIPS.get(kind, {}):
-            return self._error(request, 404, "NotFoundError", "Resource not found.", "not_found")
-        denied = await self._gate(request, kind, raw_id)
-        if denied is not None:
-            return denied
-        resolved = self._resolve(kind, raw_id)
-        if isinstance(resolved, web.Response):
-            return resolved
-        object_id, lookup_value, _extra = resolved
+        addressed = await self._addressed(
+            request, lambda kind: relationship in RELATIONSHIPS.get(kind, {})
+        )
+        if isinstance(addressed, web.StreamResponse):
+            return addressed
+        kind, raw_id, object_id, lookup_value, _extra = addressed
         profile = self._profile(kind, lookup_value)
         if not profile.found:
             self._log(request, 404, "not_found", kind, lookup_value)
