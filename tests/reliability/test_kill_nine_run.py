@@ -1,5 +1,5 @@
 """kill -9 of ``vtguardian run`` while its follower reads a growing log on inotify's
-word, at 10 seeded points, each followed by a restart: the final state must equal one
+word, at 6 seeded points, each followed by a restart: the final state must equal one
 uninterrupted ingest of the whole file, on both engines."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from test_ingest_crash import _position, _write_eve
 from vtguardian.store import migrate
 from vtguardian.store.engine import make_engine
 
-KILLS = 10
+KILLS = 6
 BURST_LINES = 300
 
 
