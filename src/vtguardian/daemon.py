@@ -269,8 +269,36 @@ class Daemon:
         await asyncio.to_thread(runner.run, self.follow_stop, self.settings.ingest.poll_seconds)
 
 
+class _OneLinePoolErrors(logging.Filter):
+    """SQLAlchemy's pool logs a whole traceback when it cannot reset a connection it is
+    giving up, which is what every connection open during a database restart does; run
+    waits such a restart out, so one line says it (the connection is discarded anyway)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            first = str(error).splitlines()[0] if str(error) else ""
+            record.msg = f"database connection dropped: {type(error).__name__} {first}".strip()
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def run_daemon(settings: Settings, engine: Engine, say: Callable[[str], None]) -> DaemonReport:
     async def main() -> DaemonReport:
         return await Daemon(settings, engine, say).run()
 
-    return asyncio.run(main())
+    # On a handler: a logger's own filters never see its children's records (the pool
+    # logs as sqlalchemy.pool.impl.QueuePool).
+    pool_log = logging.getLogger("sqlalchemy.pool")
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(_OneLinePoolErrors())
+    pool_log.addHandler(handler)
+    propagate, pool_log.propagate = pool_log.propagate, False
+    try:
+        return asyncio.run(main())
+    finally:
+        pool_log.removeHandler(handler)
+        pool_log.propagate = propagate
