@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -18,6 +19,17 @@ def from_unix(seconds: float | int | None) -> datetime | None:
     if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+def provider_date(value: Any) -> datetime | None:
+    """A Unix time a provider wrote (VirusTotal's ``*_date`` attributes) as a stored
+    datetime, or None when it is missing, not an integer, or absurd."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        return from_unix(value)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def iso_z(value: datetime | str | None) -> str | None:

@@ -180,21 +180,8 @@ async def background_step(
             await _refetch(service, client, item, request)
         else:
             await _relate(service, client, item, request)
-    except KeyRejected:
-        queue.release(service.engine, item.ioc_id, service.worker)
-        raise
-    except QuotaRefused:
-        report.quota_refusals += 1
-        service._count("quota")
-        service.quota.pause_after_429()
-        queue.release(service.engine, item.ioc_id, service.worker)
-    except TryLater as exc:
-        report.errors += 1
-        service._count("error")
-        delay = queue.backoff_seconds(item.attempts, service.settings.queue.retry_base_seconds)
-        queue.release(
-            service.engine, item.ioc_id, service.worker, delay, str(exc), count_attempt=True
-        )
+    except (KeyRejected, QuotaRefused, TryLater) as exc:
+        service.give_back(item, report, exc)
     except Unanswerable as exc:
         report.errors += 1
         _finish(service, item, request, "failed", error=str(exc))

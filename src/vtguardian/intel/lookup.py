@@ -356,22 +356,8 @@ class LookupService:
     ) -> None:
         try:
             answer = await client.fetch(item.kind, item.value)
-        except KeyRejected:
-            queue.release(self.engine, item.ioc_id, self.worker)
-            raise
-        except QuotaRefused:
-            report.quota_refusals += 1
-            self._count("quota")
-            self.quota.pause_after_429()
-            queue.release(self.engine, item.ioc_id, self.worker)
-            return
-        except TryLater as exc:
-            report.errors += 1
-            self._count("error")
-            delay = queue.backoff_seconds(item.attempts, self.settings.queue.retry_base_seconds)
-            queue.release(
-                self.engine, item.ioc_id, self.worker, delay, str(exc), count_attempt=True
-            )
+        except (KeyRejected, QuotaRefused, TryLater) as exc:
+            self.give_back(item, report, exc)
             return
         except Unanswerable as exc:
             report.errors += 1
@@ -386,6 +372,27 @@ class LookupService:
         self._store(item.ioc_id, decider, others)
         schedule_after_answer(self, item.ioc_id, item.kind, item.value, vt_report)
         self.quota.clear_pause()
+
+    def give_back(
+        self, item: queue.Claim, report: WorkerReport, exc: KeyRejected | QuotaRefused | TryLater
+    ) -> None:
+        """Return a claimed IoC to the queue after a request that got no answer, for any
+        request the worker sends (a lookup or a step of a re-analysis): a 429 pauses the
+        quota, a fault is tried again after a backoff, a rejected key stops the worker
+        (raised again here)."""
+        if isinstance(exc, KeyRejected):
+            queue.release(self.engine, item.ioc_id, self.worker)
+            raise exc
+        if isinstance(exc, QuotaRefused):
+            report.quota_refusals += 1
+            self._count("quota")
+            self.quota.pause_after_429()
+            queue.release(self.engine, item.ioc_id, self.worker)
+            return
+        report.errors += 1
+        self._count("error")
+        delay = queue.backoff_seconds(item.attempts, self.settings.queue.retry_base_seconds)
+        queue.release(self.engine, item.ioc_id, self.worker, delay, str(exc), count_attempt=True)
 
     # --- direct lookups (the CLI) ------------------------------------------------
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from vtguardian.clock import from_unix, utcnow
+from vtguardian.clock import provider_date, utcnow
 from vtguardian.store.answers import ReportRow
 from vtguardian.store.threats import ThreatContext
 
@@ -109,7 +109,7 @@ def _context(attributes: dict[str, Any]) -> ThreatContext:
         rules=_rules(attributes),
         sandboxes=sandboxes,
         tags=_unique(tags),
-        creation_date=_date(attributes.get("creation_date")),
+        creation_date=provider_date(attributes.get("creation_date")),
         asn=asn if isinstance(asn, int) and not isinstance(asn, bool) and asn >= 0 else None,
         as_owner=_text(attributes.get("as_owner"), 255),
         country=_text(attributes.get("country"), 8),
@@ -175,15 +175,6 @@ def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))[:MAX_ITEMS]
 
 
-def _date(value: Any) -> datetime | None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        return None
-    try:
-        return from_unix(value)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
 def shown_context(
     context: dict[str, Any] | None, now: datetime, young_days: int
 ) -> dict[str, Any] | None:
@@ -226,4 +217,4 @@ def young_domain(document: Any, days: int) -> bool:
         created = document["data"]["attributes"].get("creation_date")
     except (KeyError, TypeError, AttributeError):
         return False
-    return is_young(_date(created), utcnow(), days)
+    return is_young(provider_date(created), utcnow(), days)

@@ -27,7 +27,7 @@ import aiohttp
 import vt
 
 from vtguardian import __version__
-from vtguardian.clock import from_unix
+from vtguardian.clock import provider_date
 from vtguardian.errors import UserError
 from vtguardian.iocs import IocType
 
@@ -132,7 +132,7 @@ def _parse_object(kind: IocType, document: Any) -> VtAnswer:
     return VtAnswer(
         found=True,
         stats=stats,
-        analysis_date=_unix_date(date),
+        analysis_date=provider_date(date),
         malicious_engines=engines,
         labels=sorted(set(labels)),
         reputation=reputation if isinstance(reputation, int) else None,
@@ -140,16 +140,6 @@ def _parse_object(kind: IocType, document: Any) -> VtAnswer:
         permalink=permalink(kind, object_id),
         raw=document,
     )
-
-
-def _unix_date(value: Any) -> datetime | None:
-    """A Unix time from the answer, or None when it is missing or absurd."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        return None
-    try:
-        return from_unix(value)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 class VirusTotalClient:
@@ -315,7 +305,7 @@ async def get_analysis(client: VirusTotalClient, analysis_id: str) -> AnalysisSt
         stats = attributes.get("stats") or {}
         return AnalysisState(
             status=status,
-            date=_unix_date(attributes.get("date")),
+            date=provider_date(attributes.get("date")),
             stats={str(k): int(v) for k, v in stats.items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError):

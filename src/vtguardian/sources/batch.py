@@ -87,12 +87,7 @@ class Batch:
         """One DNS answer seen by ``client``: ``name`` is ``answer``, an address
         (``kind`` "ip") or the target of a CNAME (``kind`` "domain")."""
         hour = int(ts // 3600) if ts.__class__ is not datetime else unix_hour(ts)  # type: ignore[arg-type,operator]
-        key = (name, kind, answer, client, hour)
-        entry = self.resolutions.get(key)
-        if entry is None:
-            self.resolutions[key] = Tally(1, 0, ts, ts)
-        else:
-            entry.see(ts)
+        self.resolve_at(name, kind, answer, client, hour, ts)
 
     def resolve_at(
         self, name: str, kind: str, answer: str, client: str, hour: HourKey, ts: Stamp
