@@ -143,17 +143,7 @@ def _bypass_alerts(
     if not found:
         return 0
     by_address = {address: (address_id, names) for address_id, (address, names) in found.items()}
-    joined = _in_chunks(
-        connection,
-        select(
-            connections.c.address,
-            connections.c.client_id,
-            connections.c.first_seen,
-            connections.c.last_seen,
-        ).where(connections.c.hour >= since),
-        connections.c.address,
-        list(by_address),
-    )
+    joined = _connections_to(connection, list(by_address), since)
     if not joined:
         return 0
     # When each device was given each address by the local DNS: (client, address) -> spans
@@ -282,16 +272,8 @@ def _doh_devices(connection: Connection, doh: DohResolvers, since: datetime, now
     if not (doh.addresses or doh.names):
         return 0
     found: dict[tuple[int, str, str], list[datetime]] = {}
-    for address, client_id, first, last in _in_chunks(
-        connection,
-        select(
-            connections.c.address,
-            connections.c.client_id,
-            connections.c.first_seen,
-            connections.c.last_seen,
-        ).where(connections.c.hour >= since),
-        connections.c.address,
-        sorted(doh.addresses),
+    for address, client_id, first, last in _connections_to(
+        connection, sorted(doh.addresses), since
     ):
         _widen(found, (client_id, address, doh.addresses[address]), first, last)
     name_ids = find_ioc_ids(connection, [("domain", name) for name in sorted(doh.names)])
@@ -354,6 +336,22 @@ def _widen(
     first, last = as_naive_utc(first), as_naive_utc(last)
     span = found.setdefault(key, [first, last])
     span[0], span[1] = min(span[0], first), max(span[1], last)
+
+
+def _connections_to(connection: Connection, addresses: list[str], since: datetime) -> list:
+    """(address, client id, first seen, last seen) of the devices' connections to
+    ``addresses`` in the hours since ``since``."""
+    return _in_chunks(
+        connection,
+        select(
+            connections.c.address,
+            connections.c.client_id,
+            connections.c.first_seen,
+            connections.c.last_seen,
+        ).where(connections.c.hour >= since),
+        connections.c.address,
+        addresses,
+    )
 
 
 def _in_chunks(connection: Connection, query, column, values: Iterable) -> list:
